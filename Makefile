@@ -1,0 +1,25 @@
+# The two commands of the quick start: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,test,bench]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --durations=15
+
+bench: $(STAMP)
+	$(PY) benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) runs

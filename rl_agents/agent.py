@@ -1,0 +1,151 @@
+"""The Agent contract.
+
+An agent is a ``torch.nn.Module`` that owns its networks and its math. It tells the Trainer what
+data it reads and writes through a :class:`DataSpec`; it never refers to another agent. The Trainer
+uses those declarations to decide what to store, in which order to run preprocessing, and to refuse
+compositions that cannot work.
+
+Batches are plain ``dict[str, Tensor]``. During preprocessing every tensor has shape
+``[num_steps, num_envs, ...]``; the minibatches given to :meth:`Agent.loss` are flat
+``[batch, ...]`` rows of the same keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+# Keys the Trainer itself fills from the environment loop.
+OBS = "obs"
+NEXT_OBS = "next_obs"  # the true next observation: the final one when an episode ended
+ACTION = "action"
+TERMINATED = "terminated"
+TRUNCATED = "truncated"
+VALID = "valid"  # False for the reset step after a next-step autoreset: not a real transition
+EXTRINSIC = "extrinsic"
+ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, f"reward/{EXTRINSIC}"})
+
+
+class CompositionError(ValueError):
+    """Agents that cannot be trained together, or an agent that does not fit the environment."""
+
+
+@dataclass(frozen=True)
+class RewardStream:
+    """One source of reward with its own discount, episodic setting and advantage weight.
+
+    The extrinsic (environment) reward is one stream; an exploration bonus adds another. Its
+    per-step reward lives in the batch under :attr:`key`. A policy learner keeps one value
+    estimate per stream and weights the streams' advantages by :attr:`coef`.
+    """
+
+    name: str
+    gamma: float = 0.99
+    episodic: bool = True
+    coef: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return f"reward/{self.name}"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What an agent reads and writes.
+
+    needs: keys read by ``preprocess`` or ``loss`` (from the environment, from the acting agent's
+        stored outputs, or from another agent's preprocessing).
+    provides: keys written into the batch by ``preprocess``.
+    act_outputs: keys returned by ``act`` that must be stored per step (acting agents only).
+    """
+
+    needs: frozenset[str] = frozenset()
+    provides: frozenset[str] = frozenset()
+    act_outputs: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class EnvContext:
+    """What the Trainer tells each agent when binding it to an environment."""
+
+    observation_space: gym.Space
+    action_space: gym.Space
+    num_envs: int
+    device: torch.device
+    streams: tuple[RewardStream, ...]
+    generator: torch.Generator = field(repr=False, compare=False, default_factory=torch.Generator)
+
+
+@dataclass
+class Schedule:
+    """On-policy update schedule an acting agent suggests; explicit Trainer settings win."""
+
+    num_steps: int = 128
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    max_grad_norm: float = 0.5
+    anneal_lr: bool = True
+
+
+class Agent(nn.Module):
+    """Base class of every agent. Subclasses override what they need.
+
+    Class attributes:
+        acts: whether the agent chooses actions (exactly one agent in a composition acts).
+        default_name: the name its loss terms and metrics are logged under.
+    """
+
+    acts: ClassVar[bool] = False
+    default_name: ClassVar[str] = "agent"
+
+    def __init__(self, *, name: str | None = None, lr: float | None = None, loss_weight: float = 1.0):
+        super().__init__()
+        self.name = name or self.default_name
+        self.lr = lr
+        self.loss_weight = loss_weight
+        self.generator: torch.Generator | None = None
+
+    # ----- composition -----
+    def reward_streams(self) -> tuple[RewardStream, ...]:
+        """Reward streams this agent declares (known before binding)."""
+        return ()
+
+    def bind(self, ctx: EnvContext) -> None:
+        """Build networks for the env's spaces. Raise CompositionError if they do not fit."""
+        self.generator = ctx.generator
+
+    def data_spec(self) -> DataSpec:
+        """Declared after :meth:`bind`, so it may depend on the spaces and the streams."""
+        return DataSpec()
+
+    def suggested_schedule(self) -> Schedule | None:
+        """An acting agent may suggest the schedule its published defaults assume."""
+        return None
+
+    # ----- runtime -----
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
+        """Map a batch of observations to ``{"action": ..., <act_outputs>...}``."""
+        raise NotImplementedError(f"agent {self.name!r} does not act")
+
+    def env_action(self, outputs: Batch) -> torch.Tensor:
+        """The action sent to the environment (e.g. clipped); the stored action stays raw."""
+        return outputs[ACTION]
+
+    def preprocess(self, batch: Batch) -> dict[str, float]:
+        """Add the keys in ``provides`` to a full ``[T, N, ...]`` batch. Returns metrics to log."""
+        return {}
+
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Return (loss terms to sum, metrics to log) for one minibatch of flat rows."""
+        return {}, {}
+
+    def stop_epochs(self, metrics: dict[str, float]) -> bool:
+        """Whether to stop iterating epochs early (e.g. PPO's target KL), given the last metrics."""
+        return False

@@ -1,0 +1,301 @@
+"""Proximal Policy Optimization (Schulman et al. 2017) with the implementation details of
+Huang et al. (2022), "The 37 Implementation Details of PPO", matching CleanRL's ``ppo.py`` (discrete
+actions) and ``ppo_continuous_action.py`` (Box actions) defaults.
+
+PPO keeps one value head per reward stream in the composition. Each stream gets its own GAE with
+its own discount (episodic streams stop at terminal states, non-episodic ones bootstrap through them)
+and the policy's advantage is the ``coef``-weighted sum of the streams' advantages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from rl_agents.agent import (
+    ACTION,
+    EXTRINSIC,
+    NEXT_OBS,
+    OBS,
+    TERMINATED,
+    TRUNCATED,
+    VALID,
+    Agent,
+    Batch,
+    CompositionError,
+    DataSpec,
+    EnvContext,
+    RewardStream,
+    Schedule,
+)
+from rl_agents.agents.distributions import ActionHead, make_action_head
+from rl_agents.nets import NatureCNN, flat_dim, is_image_space, layer_init, mlp
+from rl_agents.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.returns import gae
+
+LOGPROB = "logprob"
+VALUES = "values"  # [N, num_streams]: one value estimate per reward stream
+POLICY_OBS = "policy_obs"  # the normalized observation the policy saw (only with normalize_obs)
+ADVANTAGES = "advantages"
+RETURNS = "returns"  # [N, num_streams]
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    lr: float
+    ent_coef: float
+    normalize: bool
+    schedule: Schedule
+
+
+# CleanRL ppo.py and ppo_continuous_action.py.
+DISCRETE_DEFAULTS = _Defaults(lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=Schedule(128, 4, 4, 0.5, True))
+CONTINUOUS_DEFAULTS = _Defaults(lr=3e-4, ent_coef=0.0, normalize=True, schedule=Schedule(2048, 10, 32, 0.5, True))
+
+
+class PPO(Agent):
+    """PPO with clipped surrogate, optional clipped value loss, entropy bonus and GAE.
+
+    ``None`` hyperparameters take CleanRL's value for the action space: discrete
+    (lr 2.5e-4, ent_coef 0.01, no normalization) or continuous (lr 3e-4, ent_coef 0, observation
+    and reward normalization on).
+
+    Args:
+        gamma, gae_lambda: discount and GAE lambda of the extrinsic stream.
+        ext_coef: weight of the extrinsic stream's advantage.
+        clip_coef: surrogate (and value) clipping range.
+        clip_vloss: clip the value loss around the rollout's value estimates.
+        ent_coef, vf_coef: entropy bonus and value loss weights.
+        norm_adv: normalize advantages per minibatch.
+        target_kl: stop the update's epochs once the approximate KL exceeds it.
+        normalize_obs: running mean/std observation normalization, clipped to +-obs_clip.
+        normalize_reward: scale extrinsic rewards by the running std of the discounted return,
+            clipped to +-reward_clip.
+        hidden: MLP widths for vector observations (images use the Nature CNN).
+    """
+
+    acts = True
+    default_name = "ppo"
+
+    def __init__(
+        self,
+        *,
+        lr: float | None = None,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        ext_coef: float = 1.0,
+        clip_coef: float = 0.2,
+        clip_vloss: bool = True,
+        ent_coef: float | None = None,
+        vf_coef: float = 0.5,
+        norm_adv: bool = True,
+        target_kl: float | None = None,
+        normalize_obs: bool | None = None,
+        normalize_reward: bool | None = None,
+        obs_clip: float = 10.0,
+        reward_clip: float = 10.0,
+        hidden: tuple[int, ...] = (64, 64),
+        name: str | None = None,
+        loss_weight: float = 1.0,
+    ):
+        super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.ext_coef = ext_coef
+        self.clip_coef = clip_coef
+        self.clip_vloss = clip_vloss
+        self.ent_coef = ent_coef
+        self.vf_coef = vf_coef
+        self.norm_adv = norm_adv
+        self.target_kl = target_kl
+        self.normalize_obs = normalize_obs
+        self.normalize_reward = normalize_reward
+        self.obs_clip = obs_clip
+        self.reward_clip = reward_clip
+        self.hidden = tuple(hidden)
+        self.streams: tuple[RewardStream, ...] = ()
+        self._defaults = DISCRETE_DEFAULTS
+
+    # ------------------------------------------------------------------ composition
+    def reward_streams(self) -> tuple[RewardStream, ...]:
+        return (RewardStream(EXTRINSIC, gamma=self.gamma, episodic=True, coef=self.ext_coef),)
+
+    def bind(self, ctx: EnvContext) -> None:
+        super().bind(ctx)
+        obs_space, action_space = ctx.observation_space, ctx.action_space
+        head = make_action_head(action_space)
+        if head is None:
+            raise CompositionError(
+                f"agent {self.name!r} cannot act in action space {action_space}: "
+                "supported are Discrete, MultiDiscrete and float Box"
+            )
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise CompositionError(
+                f"agent {self.name!r} needs a Box observation space, got {obs_space}; "
+                "flatten or select it with a wrapper (rl_agents.envs does this for MiniGrid)"
+            )
+        self._defaults = CONTINUOUS_DEFAULTS if isinstance(action_space, gym.spaces.Box) else DISCRETE_DEFAULTS
+        if self.lr is None:
+            self.lr = self._defaults.lr
+        if self.ent_coef is None:
+            self.ent_coef = self._defaults.ent_coef
+        if self.normalize_obs is None:
+            self.normalize_obs = self._defaults.normalize and not is_image_space(obs_space)
+        if self.normalize_reward is None:
+            self.normalize_reward = self._defaults.normalize
+        self.streams = ctx.streams
+        self.action_head: ActionHead = head
+        self._build_networks(obs_space, head.out_dim, len(ctx.streams))
+        if self.normalize_obs:
+            self.obs_rms = RunningMeanStd(tuple(obs_space.shape))
+        if self.normalize_reward:
+            self.reward_scaler = ReturnScaler(ctx.num_envs, self.gamma)
+
+    def _build_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
+        if is_image_space(obs_space):
+            self.trunk: nn.Module = NatureCNN(obs_space)
+            self.actor = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
+            self.critic = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
+        else:
+            self.trunk = nn.Flatten()
+            self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
+            self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
+
+    def data_spec(self) -> DataSpec:
+        policy_input = POLICY_OBS if self.normalize_obs else OBS
+        act_outputs = {ACTION, LOGPROB, VALUES} | ({POLICY_OBS} if self.normalize_obs else set())
+        needs = {policy_input, ACTION, LOGPROB, VALUES, NEXT_OBS, TERMINATED, TRUNCATED, VALID}
+        needs |= {stream.key for stream in self.streams}
+        return DataSpec(needs=frozenset(needs), provides=frozenset({ADVANTAGES, RETURNS}), act_outputs=frozenset(act_outputs))
+
+    def suggested_schedule(self) -> Schedule:
+        return Schedule(**vars(self._defaults.schedule))
+
+    # ------------------------------------------------------------------ acting
+    def _policy_input(self, obs: torch.Tensor, update_stats: bool) -> torch.Tensor:
+        if not self.normalize_obs:
+            return obs
+        if update_stats:
+            self.obs_rms.update(obs)
+        return self.obs_rms.normalize(obs.float(), clip=self.obs_clip).float()
+
+    def _actor_critic(self, policy_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(policy_obs)
+        return self.actor(features), self.critic(features)
+
+    def value(self, policy_obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.trunk(policy_obs))
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
+        policy_obs = self._policy_input(obs, update_stats=self.training)
+        params, values = self._actor_critic(policy_obs)
+        action = self.action_head.mode(params) if deterministic else self.action_head.sample(params, self.generator)
+        log_prob, _ = self.action_head.log_prob_entropy(params, action)
+        outputs = {ACTION: action, LOGPROB: log_prob, VALUES: values}
+        if self.normalize_obs:
+            outputs[POLICY_OBS] = policy_obs
+        return outputs
+
+    def env_action(self, outputs: Batch) -> torch.Tensor:
+        return self.action_head.to_env(outputs[ACTION])
+
+    # ------------------------------------------------------------------ preprocessing
+    @torch.no_grad()
+    def preprocess(self, batch: Batch) -> dict[str, float]:
+        values = batch[VALUES]
+        terminated, truncated = batch[TERMINATED], batch[TRUNCATED]
+        done = terminated | truncated
+        next_values = self._next_values(batch, values, done)
+        metrics: dict[str, float] = {}
+        valid = batch[VALID]
+        advantages = torch.zeros_like(values[..., 0])
+        returns = torch.empty_like(values)
+        for index, stream in enumerate(self.streams):
+            rewards = batch[stream.key].float()
+            if stream.name == EXTRINSIC and self.normalize_reward:
+                self.reward_scaler.update(rewards, done)
+                rewards = self.reward_scaler.scale(rewards, clip=self.reward_clip)
+            stream_terminated = terminated if stream.episodic else torch.zeros_like(terminated)
+            stream_adv = gae(rewards, values[..., index], next_values[..., index], stream_terminated, done, stream.gamma, self.gae_lambda)
+            returns[..., index] = stream_adv + values[..., index]
+            advantages += stream.coef * stream_adv
+            metrics[f"explained_variance/{stream.name}"] = explained_variance(values[..., index][valid], returns[..., index][valid])
+        batch[ADVANTAGES] = advantages
+        batch[RETURNS] = returns
+        return metrics
+
+    def _next_values(self, batch: Batch, values: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Value of each step's true next state.
+
+        Mid-rollout it is the next step's stored value, except where the episode ended: there the
+        next stored observation may be a reset one, so the final observation is evaluated instead.
+        """
+        next_values = torch.empty_like(values)
+        next_values[:-1] = values[1:]
+        evaluate = done.clone()
+        evaluate[-1] = True
+        index = evaluate.nonzero(as_tuple=True)
+        next_obs = batch[NEXT_OBS][index]
+        next_values[index] = self.value(self._policy_input(next_obs, update_stats=False))
+        return next_values
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        policy_obs = minibatch[POLICY_OBS] if self.normalize_obs else minibatch[OBS]
+        params, new_values = self._actor_critic(policy_obs)
+        new_log_prob, entropy = self.action_head.log_prob_entropy(params, minibatch[ACTION])
+        log_ratio = new_log_prob - minibatch[LOGPROB]
+        ratio = log_ratio.exp()
+        advantages = minibatch[ADVANTAGES]
+        if self.norm_adv and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = clipped_surrogate_loss(ratio, advantages, self.clip_coef)
+        value_losses = value_loss(new_values, minibatch[VALUES], minibatch[RETURNS], self.clip_coef if self.clip_vloss else None)
+        entropy_mean = entropy.mean()
+        terms = {
+            "policy": policy_loss,
+            "value": self.vf_coef * value_losses.sum(),
+            "entropy": -self.ent_coef * entropy_mean,
+        }
+        with torch.no_grad():
+            metrics = {
+                "policy_loss": policy_loss.detach(),
+                "entropy": entropy_mean.detach(),
+                "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                "old_approx_kl": (-log_ratio).mean(),
+                "clipfrac": ((ratio - 1.0).abs() > self.clip_coef).float().mean(),
+            }
+            for index, stream in enumerate(self.streams):
+                metrics[f"value_loss/{stream.name}"] = value_losses[index].detach()
+        return terms, metrics
+
+    def stop_epochs(self, metrics: dict[str, float]) -> bool:
+        return self.target_kl is not None and metrics.get("approx_kl", 0.0) > self.target_kl
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
+    return torch.maximum(unclipped, clipped).mean()
+
+
+def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """Per-stream value loss ``[num_streams]``: 0.5 * squared error, optionally clipped (PPO2 style)."""
+    unclipped = (new_values - returns).square()
+    if clip is None:
+        return 0.5 * unclipped.mean(dim=0)
+    clipped_values = old_values + (new_values - old_values).clamp(-clip, clip)
+    clipped = (clipped_values - returns).square()
+    return 0.5 * torch.maximum(unclipped, clipped).mean(dim=0)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    target_var = target.var() if target.numel() > 1 else torch.tensor(0.0)
+    if not math.isfinite(float(target_var)) or float(target_var) == 0.0:
+        return math.nan
+    return float(1.0 - (target - predicted).var() / target_var)

@@ -1,0 +1,80 @@
+"""Network builders and initialization shared by agents."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights with gain ``std`` and constant bias, as in the PPO implementation details."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [layer_init(nn.Linear(last, width)), activation()]
+        last = width
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """Box observations with 3 dimensions (channels first or last) are treated as images."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int, bool]:
+    """Return (channels, height, width, channels_last) for an image observation shape."""
+    if shape[-1] <= 4 and shape[0] > 4:
+        height, width, channels = shape
+        return channels, height, width, True
+    channels, height, width = shape
+    return channels, height, width, False
+
+
+class NatureCNN(nn.Module):
+    """The DQN Nature CNN (Mnih et al. 2015), scaled for small grids.
+
+    Large frames (>= 36 pixels) use the original 8/4/3 kernels; small ones such as MiniGrid's 7x7
+    views use three 2x2 convolutions (the MiniGrid/rl-starter-files layout) since an 8x8 kernel does
+    not fit. uint8 inputs are scaled to [0, 1].
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, features: int = 512):
+        super().__init__()
+        channels, height, width, self.channels_last = image_layout(observation_space.shape)
+        self.scale = 255.0 if observation_space.dtype == np.uint8 else 1.0
+        if min(height, width) >= 36:
+            convs = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
+        else:
+            convs = [(16, 2, 1), (32, 2, 1), (64, 2, 1)]
+        layers: list[nn.Module] = []
+        last = channels
+        for out_channels, kernel, stride in convs:
+            layers += [layer_init(nn.Conv2d(last, out_channels, kernel, stride)), nn.ReLU()]
+            last = out_channels
+        layers.append(nn.Flatten())
+        self.convs = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.head = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() / self.scale
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.head(self.convs(x))
+
+
+def flat_dim(space: gym.spaces.Box) -> int:
+    return int(np.prod(space.shape))

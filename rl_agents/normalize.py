@@ -1,0 +1,75 @@
+"""Running statistics for observation and reward normalization.
+
+Both are ``nn.Module`` s whose statistics are buffers, so they travel in an agent's state_dict
+(and therefore in checkpoints) with no extra code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningMeanStd(nn.Module):
+    """Mean and variance over all samples seen, merged batch by batch (Chan et al. parallel update).
+
+    The count starts at ``epsilon`` (as in Gymnasium's and Stable-Baselines3's versions) so the first
+    batch dominates without dividing by zero.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        batch = batch.reshape(-1, *self.mean.shape).to(torch.float64)
+        batch_mean = batch.mean(dim=0)
+        batch_var = batch.var(dim=0, unbiased=False)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        new_mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total
+        self.mean.copy_(new_mean)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def normalize(self, x: torch.Tensor, clip: float | None = None, epsilon: float = 1e-8) -> torch.Tensor:
+        mean = self.mean.to(x.dtype if x.is_floating_point() else torch.float32)
+        std = torch.sqrt(self.var + epsilon).to(mean.dtype)
+        out = (x - mean) / std
+        return out.clamp(-clip, clip) if clip is not None else out
+
+
+class ReturnScaler(nn.Module):
+    """Scales rewards by the running standard deviation of the discounted return.
+
+    This is the reward normalization of Engstrom et al. (2020) used by CleanRL's continuous PPO
+    (through Gymnasium's NormalizeReward) and, for intrinsic rewards, by RND. Rewards are divided,
+    never shifted, so their sign is kept.
+    """
+
+    def __init__(self, num_envs: int, gamma: float):
+        super().__init__()
+        self.gamma = gamma
+        self.stats = RunningMeanStd(())
+        self.register_buffer("running_return", torch.zeros(num_envs, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, rewards: torch.Tensor, dones: torch.Tensor) -> None:
+        """Feed a ``[T, N]`` block of rewards; the return restarts after each step where ``dones`` is set."""
+        returns = torch.empty_like(rewards, dtype=torch.float64)
+        running = self.running_return
+        for t in range(rewards.shape[0]):
+            running = running * self.gamma + rewards[t].to(torch.float64)
+            returns[t] = running
+            running = running * (~dones[t]).to(torch.float64)
+        self.running_return.copy_(running)
+        self.stats.update(returns.reshape(-1))
+
+    def scale(self, rewards: torch.Tensor, clip: float | None = None, epsilon: float = 1e-8) -> torch.Tensor:
+        scaled = rewards / torch.sqrt(self.stats.var + epsilon).to(rewards.dtype)
+        return scaled.clamp(-clip, clip) if clip is not None else scaled

@@ -1,0 +1,372 @@
+"""The Trainer: mediator between a Gymnasium vector environment and a composition of agents.
+
+The environment loop is public::
+
+    obs, info = envs.reset(seed=seed)
+    while trainer.global_step < total_steps:
+        action = trainer.act(obs)
+        obs, reward, terminated, truncated, info = envs.step(action)
+        trainer.observe(obs, reward, terminated, truncated, info)
+
+``observe`` stores the transition and, when the rollout is full, runs the update. ``train`` is the
+same loop with a progress bar.
+
+Gymnasium 1.x autoreset: with the default next-step mode, an env whose episode ended at step t
+returns its final observation at t and resets at t+1, ignoring the action; that step t+1 is stored but
+marked invalid and never trained on. With same-step mode the final observation comes in
+``info["final_obs"]``. Either way ``next_obs`` holds the true next observation, so truncated
+episodes bootstrap from the value of their real final state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from rl_agents.agent import (
+    ACTION,
+    NEXT_OBS,
+    OBS,
+    TERMINATED,
+    TRUNCATED,
+    VALID,
+    Agent,
+    Batch,
+    CompositionError,
+    EnvContext,
+    Schedule,
+)
+from rl_agents.composition import Composition, collect_streams, find_acting_agent, resolve
+from rl_agents.logging import Logger
+from rl_agents.storage import RolloutStorage
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or gradient became NaN or infinite."""
+
+
+@dataclass
+class EpisodeStats:
+    returns: list[float]
+    lengths: list[int]
+    end_steps: list[int]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False")
+    return resolved
+
+
+class Trainer:
+    """Trains a composition of agents on a Gymnasium vector environment.
+
+    Args:
+        envs: a ``gymnasium.vector.VectorEnv`` (``gym.make_vec(...)``).
+        agents: exactly one acting agent plus any number of others (e.g. ``[PPO(), RND()]``).
+        seed: seeds network initialization, action sampling and minibatch order (not global RNGs).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        total_steps: needed by learning-rate annealing; ``train(total_steps)`` sets it too.
+        num_steps, num_epochs, num_minibatches, max_grad_norm, anneal_lr: the on-policy schedule;
+            ``None`` takes the acting agent's suggestion (PPO suggests CleanRL's defaults).
+        loggers: sinks receiving one metrics dict per update.
+    """
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        agents: list[Agent],
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        total_steps: int | None = None,
+        num_steps: int | None = None,
+        num_epochs: int | None = None,
+        num_minibatches: int | None = None,
+        max_grad_norm: float | None = None,
+        anneal_lr: bool | None = None,
+        loggers: list[Logger] | tuple[Logger, ...] = (),
+    ):
+        if not isinstance(envs, gym.vector.VectorEnv):
+            raise TypeError(f"envs must be a gymnasium.vector.VectorEnv (use gym.make_vec), got {type(envs).__name__}")
+        self.envs = envs
+        self.agents = list(agents)
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.num_envs = envs.num_envs
+        self.total_steps = total_steps
+        self.loggers = list(loggers)
+        self.autoreset_mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset mode {self.autoreset_mode} is not supported; use NEXT_STEP or SAME_STEP")
+
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.acting = find_acting_agent(self.agents)
+        streams = collect_streams(self.agents)
+        self._bind_agents(streams)
+        self.composition: Composition = resolve(self.agents, self.acting, streams)
+        self.schedule = self._resolve_schedule(
+            num_steps=num_steps, num_epochs=num_epochs, num_minibatches=num_minibatches,
+            max_grad_norm=max_grad_norm, anneal_lr=anneal_lr,
+        )
+        self.optimizer = self._build_optimizer()
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.storage = self._build_storage()
+
+        self.global_step = 0
+        self.num_updates = 0
+        self._step_in_rollout = 0
+        self._acted = False
+        self._reset_pending = np.zeros(self.num_envs, dtype=bool)
+        self._episode_return = np.zeros(self.num_envs, dtype=np.float64)
+        self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.episodes = EpisodeStats([], [], [])
+        self._log_from_episode = 0
+        self.metrics: dict[str, float] = {}
+        self._start_time = time.perf_counter()
+
+    # ------------------------------------------------------------------ construction
+    def _bind_agents(self, streams: tuple) -> None:
+        for agent in sorted(self.agents, key=lambda a: a.name):
+            ctx = EnvContext(
+                observation_space=self.envs.single_observation_space,
+                action_space=self.envs.single_action_space,
+                num_envs=self.num_envs,
+                device=self.device,
+                streams=streams,
+                generator=self.generator,
+            )
+            # Each agent's initialization depends on the seed and its own name only, never on the
+            # other agents or the list order, and leaves the global RNG untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(agent.name.encode()))
+                agent.bind(ctx)
+            agent.to(self.device)
+
+    def _resolve_schedule(self, **overrides: Any) -> Schedule:
+        schedule = self.acting.suggested_schedule() or Schedule()
+        for field in fields(Schedule):
+            if overrides.get(field.name) is not None:
+                setattr(schedule, field.name, overrides[field.name])
+        if schedule.num_steps < 1 or schedule.num_epochs < 1 or schedule.num_minibatches < 1:
+            raise ValueError(f"num_steps, num_epochs and num_minibatches must be >= 1, got {schedule}")
+        return schedule
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        groups = []
+        for agent in sorted(self.agents, key=lambda a: a.name):
+            params = [p for p in agent.parameters() if p.requires_grad]
+            if not params:
+                continue
+            if agent.lr is None:
+                raise CompositionError(f"agent {agent.name!r} has trainable parameters but no learning rate")
+            groups.append({"params": params, "lr": agent.lr, "name": agent.name})
+        if not groups:
+            raise CompositionError("no agent has trainable parameters")
+        return torch.optim.Adam(groups, eps=1e-5)
+
+    def _build_storage(self) -> RolloutStorage:
+        storage = RolloutStorage(self.schedule.num_steps, self.num_envs, self.device)
+        keys = self.composition.collected_keys
+        obs_space = self.envs.single_observation_space
+        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        for key in (OBS, NEXT_OBS):
+            if key in keys or key == OBS:
+                storage.allocate(key, tuple(obs_space.shape), obs_dtype)
+        for key in keys:
+            if key in (TERMINATED, TRUNCATED):
+                storage.allocate(key, (), torch.bool)
+            elif key.startswith("reward/"):
+                storage.allocate(key, (), torch.float32)
+        storage.allocate(VALID, (), torch.bool)
+        self._obs_dtype = obs_dtype
+        return storage
+
+    # ------------------------------------------------------------------ environment loop
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Choose actions for a batch of observations and remember what the agents need of them."""
+        obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).to(self._obs_dtype)
+        with torch.inference_mode():
+            outputs = self.acting.act(obs_tensor)
+            env_action = self.acting.env_action(outputs)
+        stored = {OBS: obs_tensor}
+        for key, value in outputs.items():
+            if key in self.composition.collected_keys:
+                stored[key] = value
+        self.storage.write(self._step_in_rollout, stored)
+        self._acted = True
+        return env_action.cpu().numpy()
+
+    def observe(
+        self,
+        next_obs: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Store the outcome of ``envs.step`` and update when the rollout is full."""
+        if not self._acted:
+            raise RuntimeError("observe() was called without a preceding act(); call trainer.act(obs) before envs.step")
+        self._acted = False
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        reward = np.asarray(reward, dtype=np.float32)
+        valid = ~self._reset_pending
+        done = terminated | truncated
+        step_values: Batch = {
+            VALID: torch.as_tensor(valid, device=self.device),
+            TERMINATED: torch.as_tensor(terminated & valid, device=self.device),
+            TRUNCATED: torch.as_tensor(truncated & valid, device=self.device),
+            "reward/extrinsic": torch.as_tensor(np.where(valid, reward, 0.0), device=self.device),
+        }
+        if NEXT_OBS in self.storage.tensors:
+            step_values[NEXT_OBS] = torch.as_tensor(self._true_next_obs(next_obs, done, info), device=self.device)
+        self.storage.write(self._step_in_rollout, {k: v for k, v in step_values.items() if k in self.storage.tensors})
+        self._track_episodes(reward, done, valid)
+        self._reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
+        self._step_in_rollout += 1
+        self.global_step += self.num_envs
+        if self._step_in_rollout == self.schedule.num_steps:
+            self._step_in_rollout = 0
+            self.update()
+
+    def _true_next_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        if self.autoreset_mode != AutoresetMode.SAME_STEP or not done.any():
+            return np.asarray(next_obs)
+        patched = np.array(next_obs, copy=True)
+        final_mask = info.get("_final_obs", done)
+        for index in np.flatnonzero(final_mask):
+            patched[index] = info["final_obs"][index]
+        return patched
+
+    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray) -> None:
+        self._episode_return += np.where(valid, reward, 0.0)
+        self._episode_length += valid
+        for index in np.flatnonzero(done & valid):
+            self.episodes.returns.append(float(self._episode_return[index]))
+            self.episodes.lengths.append(int(self._episode_length[index]))
+            self.episodes.end_steps.append(self.global_step + self.num_envs)
+        self._episode_return[done] = 0.0
+        self._episode_length[done] = 0
+
+    def train(self, total_steps: int, *, seed: int | None = None, progress: bool = True, on_update: Callable[["Trainer"], None] | None = None) -> "Trainer":
+        """Run the environment loop until ``total_steps`` environment steps have been taken."""
+        self.total_steps = total_steps
+        obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
+        from rl_agents.progress import TrainingProgress
+
+        with TrainingProgress(total_steps, enabled=progress) as bar:
+            while self.global_step < total_steps:
+                action = self.act(obs)
+                obs, reward, terminated, truncated, info = self.envs.step(action)
+                updates_before = self.num_updates
+                self.observe(obs, reward, terminated, truncated, info)
+                if self.num_updates != updates_before:
+                    bar.update(self.global_step, self.recent_return())
+                    if on_update is not None:
+                        on_update(self)
+            bar.update(self.global_step, self.recent_return())
+        return self
+
+    def recent_return(self, window: int = 20) -> float:
+        recent = self.episodes.returns[-window:]
+        return float(np.mean(recent)) if recent else math.nan
+
+    # ------------------------------------------------------------------ update
+    def update(self) -> dict[str, float]:
+        """Preprocess the rollout in dependency order, then optimize every agent's summed loss."""
+        batch = self.storage.batch()
+        metrics: dict[str, float] = {}
+        for agent in self.composition.order:
+            for key, value in agent.preprocess(batch).items():
+                metrics[f"{agent.name}/{key}"] = value
+        self._set_learning_rate()
+        metrics.update(self._optimize(batch))
+        self.num_updates += 1
+        metrics.update(self._episode_metrics())
+        metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        metrics["charts/steps_per_second"] = self.global_step / max(time.perf_counter() - self._start_time, 1e-9)
+        self.metrics = metrics
+        for logger in self.loggers:
+            logger.log(self.global_step, metrics)
+        return metrics
+
+    def _set_learning_rate(self) -> None:
+        if not self.schedule.anneal_lr or not self.total_steps:
+            return
+        updates_total = max(self.total_steps // (self.schedule.num_steps * self.num_envs), 1)
+        fraction = max(1.0 - self.num_updates / updates_total, 0.0)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = fraction * base
+
+    def _optimize(self, batch: Batch) -> dict[str, float]:
+        used = self.composition.used_keys | {VALID}
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
+        valid_rows = flat[VALID].nonzero().squeeze(1)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(self.schedule.num_epochs):
+            order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
+            last: dict[str, float] = {}
+            for rows in torch.tensor_split(order, self.schedule.num_minibatches):
+                if len(rows) == 0:
+                    continue
+                minibatch = {key: value[rows] for key, value in flat.items()}
+                last = self._minibatch_step(minibatch, params)
+                for key, value in last.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+            if any(agent.stop_epochs({k.split("/", 1)[1]: v for k, v in last.items() if k.startswith(agent.name + "/")}) for agent in self.agents):
+                break
+        return {key: value / max(count, 1) for key, value in sums.items()}
+
+    def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float]:
+        total = torch.zeros((), device=self.device)
+        logged: dict[str, torch.Tensor | float] = {}
+        for agent in self.composition.order:
+            terms, agent_metrics = agent.loss(minibatch)
+            for term_name, term in terms.items():
+                if not torch.isfinite(term):
+                    raise NonFiniteLossError(f"agent {agent.name!r}: loss term {term_name!r} is {term.item()}")
+                total = total + agent.loss_weight * term
+                logged[f"{agent.name}/loss/{term_name}"] = term.detach()
+            for key, value in agent_metrics.items():
+                logged[f"{agent.name}/{key}"] = value
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm)
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteLossError(f"gradient norm is {grad_norm.item()} (agents: {[a.name for a in self.agents]})")
+        self.optimizer.step()
+        logged["trainer/grad_norm"] = grad_norm.detach()
+        logged["trainer/loss"] = total.detach()
+        return {key: float(value) for key, value in logged.items()}
+
+    def _episode_metrics(self) -> dict[str, float]:
+        new_returns = self.episodes.returns[self._log_from_episode:]
+        new_lengths = self.episodes.lengths[self._log_from_episode:]
+        self._log_from_episode = len(self.episodes.returns)
+        if not new_returns:
+            return {}
+        return {
+            "episode/return_mean": float(np.mean(new_returns)),
+            "episode/return_std": float(np.std(new_returns)),
+            "episode/return_min": float(np.min(new_returns)),
+            "episode/return_max": float(np.max(new_returns)),
+            "episode/length_mean": float(np.mean(new_lengths)),
+            "episode/count": float(len(new_returns)),
+        }
