@@ -1,7 +1,7 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
 from rl_agents.agent import Agent, CompositionError, DataSpec, EnvContext, RewardStream, Schedule
-from rl_agents.agents import PPO
+from rl_agents.agents import PPO, RND
 from rl_agents.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "EnvContext",
     "NonFiniteLossError",
     "PPO",
+    "RND",
     "RewardStream",
     "Schedule",
     "Trainer",

@@ -59,6 +59,9 @@ def resolve(agents: list[Agent], acting: Agent, streams: tuple[RewardStream, ...
                     f"agent {agent.name!r} provides {key!r}, which {providers[key]!r} already provides"
                 )
             providers[key] = agent.name
+    for stream in streams:
+        if stream.key not in providers:
+            raise CompositionError(f"reward stream {stream.name!r} is declared but no agent provides {stream.key!r}")
     for agent in agents:
         missing = sorted(specs[agent.name].needs - providers.keys())
         if missing:
@@ -66,9 +69,6 @@ def resolve(agents: list[Agent], acting: Agent, streams: tuple[RewardStream, ...
                 f"agent {agent.name!r} needs {missing[0]!r}, but no agent provides it "
                 f"(available: {', '.join(sorted(providers))})"
             )
-    for stream in streams:
-        if stream.key not in providers:
-            raise CompositionError(f"reward stream {stream.name!r} is declared but no agent provides {stream.key!r}")
     order = _topological_order(agents, specs)
     used = frozenset().union(*(spec.needs | spec.provides | spec.act_outputs for spec in specs.values()))
     collected = used & (ENV_KEYS | specs[acting.name].act_outputs)

@@ -1,5 +1,6 @@
 """Agents: one file each, none importing another."""
 
 from rl_agents.agents.ppo import PPO
+from rl_agents.agents.rnd import RND
 
-__all__ = ["PPO"]
+__all__ = ["PPO", "RND"]

@@ -1,0 +1,253 @@
+"""Random Network Distillation (Burda et al. 2018, "Exploration by Random Network Distillation"),
+following CleanRL's ``ppo_rnd_envpool.py``.
+
+RND is an exploration bonus, not a policy: it never acts. A fixed, randomly initialized *target*
+network embeds each (normalized) next observation and a *predictor* network is trained to match
+that embedding. The prediction error is small on observations like those trained on and large on
+novel ones; it is published as the non-episodic ``intrinsic`` reward stream, which the acting agent
+(e.g. PPO) learns a separate value for and mixes into its advantage with ``int_coef``.
+
+Details kept from CleanRL:
+
+* observations are normalized by a running mean/std (per element) and clipped to ``+-obs_clip``
+  before both networks;
+* the intrinsic reward is ``((target - predictor) ** 2).sum(-1) / 2``, divided by the running
+  standard deviation of its discounted (``int_gamma``), never-reset return;
+* the predictor loss is the feature MSE, each sample kept with probability ``update_proportion``;
+* networks: CleanRL's convolutional target (3 convs + linear) and predictor (same convs + 3 linear
+  layers) with LeakyReLU and orthogonal ``sqrt(2)`` initialization; small frames such as MiniGrid's
+  7x7 views use 2x2 kernels; vector observations use MLPs of the same shape.
+
+Differences, forced by the composition contract:
+
+* there is no random-action warm-up of the observation statistics: ``preprocess`` updates them
+  with the rollout's valid next observations *before* computing the rollout's rewards, so the first
+  rollout is normalized by its own statistics;
+* the rewards of a rollout are computed in ``preprocess`` with the predictor as it is at the end of
+  the rollout (CleanRL computes them step by step during the rollout with the same predictor, since
+  it only changes during the update);
+* the discounted return used for the reward scale runs per environment along time, and steps that
+  are not real transitions (``valid`` False) neither advance it nor enter its statistics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rl_agents.agent import NEXT_OBS, VALID, Agent, Batch, CompositionError, DataSpec, EnvContext, RewardStream
+from rl_agents.nets import flat_dim, image_layout, is_image_space, layer_init
+from rl_agents.normalize import ReturnScaler, RunningMeanStd
+
+INTRINSIC = "intrinsic"
+
+
+class IntrinsicReturnScaler(ReturnScaler):
+    """:class:`ReturnScaler` for a non-episodic stream whose batches contain invalid steps.
+
+    The discounted return never restarts (no episode boundaries), and where ``valid`` is False the
+    step is skipped: the running return is carried over unchanged and the step's return is left out
+    of the statistics. With every step valid this is exactly ``ReturnScaler.update(rewards, dones
+    all False)``. The buffers are the parent's, so checkpoints are interchangeable.
+    """
+
+    @torch.no_grad()
+    def update_valid(self, rewards: torch.Tensor, valid: torch.Tensor) -> None:
+        returns = torch.empty_like(rewards, dtype=torch.float64)
+        running = self.running_return
+        for t in range(rewards.shape[0]):
+            advanced = running * self.gamma + rewards[t].to(torch.float64)
+            running = torch.where(valid[t], advanced, running)
+            returns[t] = running
+        self.running_return.copy_(running)
+        selected = returns[valid]
+        if selected.numel() > 0:
+            self.stats.update(selected)
+
+
+class _ImageInput(nn.Module):
+    """Puts image batches channels first; the convolutions see already-normalized floats."""
+
+    def __init__(self, channels_last: bool):
+        super().__init__()
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
+
+
+def _conv_trunk(observation_space: gym.spaces.Box) -> tuple[nn.Sequential, int]:
+    channels, height, width, channels_last = image_layout(observation_space.shape)
+    if min(height, width) >= 36:
+        convs = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]  # CleanRL / Burda et al.
+    else:
+        convs = [(32, 2, 1), (64, 2, 1), (64, 2, 1)]  # small frames (MiniGrid 7x7): 2x2 kernels
+    layers: list[nn.Module] = [_ImageInput(channels_last)]
+    last = channels
+    for out_channels, kernel, stride in convs:
+        layers += [layer_init(nn.Conv2d(last, out_channels, kernel, stride)), nn.LeakyReLU()]
+        last = out_channels
+    layers.append(nn.Flatten())
+    trunk = nn.Sequential(*layers)
+    with torch.no_grad():
+        sample = torch.zeros(1, height, width, channels) if channels_last else torch.zeros(1, channels, height, width)
+        out_dim = trunk(sample).shape[1]
+    return trunk, out_dim
+
+
+def _mlp_trunk(observation_space: gym.spaces.Box, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = [nn.Flatten()]
+    last = flat_dim(observation_space)
+    for width in hidden:
+        layers += [layer_init(nn.Linear(last, width)), nn.LeakyReLU()]
+        last = width
+    return nn.Sequential(*layers), last
+
+
+def _uses_convolutions(space: gym.spaces.Box) -> bool:
+    if not is_image_space(space):
+        return False
+    _, height, width, _ = image_layout(space.shape)
+    return min(height, width) >= 4  # three 2x2 convolutions need at least 4 pixels
+
+
+class RND(Agent):
+    """Random Network Distillation exploration bonus (does not act).
+
+    Args:
+        lr: Adam learning rate of the predictor (CleanRL: 1e-4).
+        int_gamma: discount of the intrinsic stream (CleanRL: 0.99).
+        int_coef: weight of the intrinsic advantage in the acting agent (CleanRL: 1.0).
+        update_proportion: fraction of each minibatch the predictor trains on (CleanRL: 0.25).
+        obs_clip: normalized observations are clipped to ``+-obs_clip`` (CleanRL: 5).
+        feature_dim: embedding size; ``None`` gives 512 for images (CleanRL) and 64 for vectors.
+        hidden: MLP widths before the embedding for vector observations.
+        chunk_size: rows per forward pass when computing a rollout's rewards (bounds memory).
+    """
+
+    acts = False
+    default_name = "rnd"
+
+    def __init__(
+        self,
+        *,
+        lr: float = 1e-4,
+        int_gamma: float = 0.99,
+        int_coef: float = 1.0,
+        update_proportion: float = 0.25,
+        obs_clip: float = 5.0,
+        feature_dim: int | None = None,
+        hidden: tuple[int, ...] = (64, 64),
+        chunk_size: int = 4096,
+        name: str | None = None,
+        loss_weight: float = 1.0,
+    ):
+        super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        if not 0.0 < update_proportion <= 1.0:
+            raise ValueError(f"update_proportion must be in (0, 1], got {update_proportion}")
+        self.int_gamma = int_gamma
+        self.int_coef = int_coef
+        self.update_proportion = update_proportion
+        self.obs_clip = obs_clip
+        self.feature_dim = feature_dim
+        self.hidden = tuple(hidden)
+        self.chunk_size = chunk_size
+        self.stream = RewardStream(INTRINSIC, gamma=int_gamma, episodic=False, coef=int_coef)
+
+    # ------------------------------------------------------------------ composition
+    def reward_streams(self) -> tuple[RewardStream, ...]:
+        return (self.stream,)
+
+    def bind(self, ctx: EnvContext) -> None:
+        super().bind(ctx)
+        space = ctx.observation_space
+        if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.number) or flat_dim(space) == 0:
+            raise CompositionError(
+                f"agent {self.name!r} needs a numeric Box observation space, got {space}; "
+                "flatten or select it with a wrapper (e.g. minigrid.wrappers.ImgObsWrapper)"
+            )
+        if _uses_convolutions(space):
+            features = self.feature_dim or 512
+            target_trunk, trunk_dim = _conv_trunk(space)
+            predictor_trunk, _ = _conv_trunk(space)
+        else:
+            features = self.feature_dim or 64
+            target_trunk, trunk_dim = _mlp_trunk(space, self.hidden)
+            predictor_trunk, _ = _mlp_trunk(space, self.hidden)
+        self.features = features
+        self.target = nn.Sequential(target_trunk, layer_init(nn.Linear(trunk_dim, features)))
+        self.predictor = nn.Sequential(
+            predictor_trunk,
+            layer_init(nn.Linear(trunk_dim, features)),
+            nn.ReLU(),
+            layer_init(nn.Linear(features, features)),
+            nn.ReLU(),
+            layer_init(nn.Linear(features, features)),
+        )
+        for param in self.target.parameters():
+            param.requires_grad_(False)
+        self.obs_rms = RunningMeanStd(tuple(space.shape))
+        self.reward_scaler = IntrinsicReturnScaler(ctx.num_envs, self.int_gamma)
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(needs=frozenset({NEXT_OBS, VALID}), provides=frozenset({self.stream.key}))
+
+    # ------------------------------------------------------------------ networks
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the networks see them: running-normalized, clipped, float32."""
+        return self.obs_rms.normalize(obs.float(), clip=self.obs_clip).float()
+
+    def prediction_error(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-row novelty ``((target - predictor) ** 2).sum(-1) / 2`` of raw observations ``[B, ...]``."""
+        x = self.normalize(obs)
+        return (self.target(x) - self.predictor(x)).square().sum(-1) / 2
+
+    # ------------------------------------------------------------------ preprocessing
+    @torch.no_grad()
+    def preprocess(self, batch: Batch) -> dict[str, float]:
+        next_obs, valid = batch[NEXT_OBS], batch[VALID]
+        valid_obs = next_obs[valid]
+        if valid_obs.shape[0] > 0:
+            self.obs_rms.update(valid_obs)
+        raw = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
+        if valid_obs.shape[0] > 0:
+            raw[valid] = torch.cat([self.prediction_error(chunk) for chunk in valid_obs.split(self.chunk_size)])
+        self.reward_scaler.update_valid(raw, valid)
+        reward = self.reward_scaler.scale(raw).float() * valid
+        batch[self.stream.key] = reward
+        valid_reward, valid_raw = reward[valid], raw[valid]
+        return {
+            "intrinsic_reward_mean": _mean(valid_reward),
+            "intrinsic_reward_std": _std(valid_reward),
+            "intrinsic_reward_max": float(valid_reward.max()) if valid_reward.numel() else math.nan,
+            "intrinsic_reward_raw_mean": _mean(valid_raw),
+            "intrinsic_return_std": float(self.reward_scaler.stats.var.sqrt()),
+        }
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        x = self.normalize(minibatch[NEXT_OBS])
+        with torch.no_grad():
+            target = self.target(x)
+        per_sample = (self.predictor(x) - target).square().mean(-1)
+        generator = self.generator
+        device = generator.device if generator is not None else per_sample.device
+        draw = torch.rand(per_sample.shape[0], generator=generator, device=device).to(per_sample.device)
+        mask = (draw < self.update_proportion).float()
+        predictor_loss = (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
+        return {"predictor": predictor_loss}, {
+            "predictor_loss": float(predictor_loss.detach()),
+            "predictor_loss_all": float(per_sample.detach().mean()),
+        }
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.mean()) if x.numel() else math.nan
+
+
+def _std(x: torch.Tensor) -> float:
+    return float(x.std()) if x.numel() > 1 else math.nan
