@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -17,14 +18,30 @@ def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -
     return layer
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+class MLP(nn.Sequential):
+    """A Sequential of Linear layers and activations whose forward skips per-module call overhead.
+
+    For the small networks of classic-control tasks, ``nn.Module.__call__`` bookkeeping costs as much
+    as the matrix products; calling the layers' functions directly is about twice as fast.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self._modules.values():
+            if isinstance(module, nn.Linear):
+                x = F.linear(x, module.weight, module.bias)
+            else:
+                x = module.forward(x)
+        return x
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh) -> MLP:
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
         layers += [layer_init(nn.Linear(last, width)), activation()]
         last = width
     layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def is_image_space(space: gym.Space) -> bool:

@@ -1,31 +1,51 @@
-"""Preallocated rollout storage: one ``[num_steps, num_envs, ...]`` tensor per collected key."""
+"""Preallocated rollout storage: one ``[num_steps, num_envs, ...]`` tensor per collected key.
+
+Data that comes from the environment (observations, rewards, flags) is written into host memory
+through NumPy views, one cheap assignment per step, and moved to the training device once per
+rollout. Data the agents compute on the device (log-probs, values) stays there.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rl_agents.agent import Batch
 
 
 class RolloutStorage:
-    """Fixed-size on-policy storage. Fields declared up front are allocated at once; fields whose
-    shape is only known from the first ``act`` output are allocated on first write."""
-
     def __init__(self, num_steps: int, num_envs: int, device: torch.device):
         self.num_steps = num_steps
         self.num_envs = num_envs
         self.device = device
-        self.tensors: Batch = {}
+        self.host: Batch = {}
+        self.host_views: dict[str, np.ndarray] = {}
+        self.device_tensors: Batch = {}
 
-    def allocate(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-        self.tensors[key] = torch.zeros((self.num_steps, self.num_envs, *shape), dtype=dtype, device=self.device)
+    def allocate_host(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        tensor = torch.zeros((self.num_steps, self.num_envs, *shape), dtype=dtype)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        self.host[key] = tensor
+        self.host_views[key] = tensor.numpy()
 
-    def write(self, step: int, values: Batch) -> None:
+    def write_host(self, step: int, key: str, value: np.ndarray) -> None:
+        self.host_views[key][step] = value
+
+    def write_device(self, step: int, values: Batch) -> None:
+        """Store agent outputs; fields are allocated from the first write's shapes and dtypes."""
         for key, value in values.items():
-            if key not in self.tensors:
-                self.allocate(key, tuple(value.shape[1:]), value.dtype)
-            self.tensors[key][step].copy_(value)
+            stored = self.device_tensors.get(key)
+            if stored is None:
+                stored = torch.zeros((self.num_steps, *value.shape), dtype=value.dtype, device=self.device)
+                self.device_tensors[key] = stored
+            stored[step].copy_(value)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.host or key in self.device_tensors
 
     def batch(self) -> Batch:
-        """A shallow copy: agents may add keys without touching the stored tensors' dict."""
-        return dict(self.tensors)
+        """Every field on the training device, as a fresh dict that agents may add keys to."""
+        batch = {key: tensor.to(self.device, non_blocking=True) for key, tensor in self.host.items()}
+        batch.update(self.device_tensors)
+        return batch

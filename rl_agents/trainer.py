@@ -38,6 +38,7 @@ from rl_agents.agent import (
     TERMINATED,
     TRUNCATED,
     VALID,
+    EXTRINSIC,
     Agent,
     Batch,
     CompositionError,
@@ -47,6 +48,8 @@ from rl_agents.agent import (
 from rl_agents.composition import Composition, collect_streams, find_acting_agent, resolve
 from rl_agents.logging import Logger
 from rl_agents.storage import RolloutStorage
+
+EXTRINSIC_REWARD = f"reward/{EXTRINSIC}"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -124,6 +127,7 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.storage = self._build_storage()
+        self._stored_act_outputs = self.composition.collected_keys & self.composition.specs[self.acting.name].act_outputs
 
         self.global_step = 0
         self.num_updates = 0
@@ -175,37 +179,31 @@ class Trainer:
             groups.append({"params": params, "lr": agent.lr, "name": agent.name})
         if not groups:
             raise CompositionError("no agent has trainable parameters")
-        return torch.optim.Adam(groups, eps=1e-5)
+        return torch.optim.Adam(groups, eps=1e-5, foreach=True)
 
     def _build_storage(self) -> RolloutStorage:
         storage = RolloutStorage(self.schedule.num_steps, self.num_envs, self.device)
         keys = self.composition.collected_keys
         obs_space = self.envs.single_observation_space
-        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        for key in (OBS, NEXT_OBS):
-            if key in keys or key == OBS:
-                storage.allocate(key, tuple(obs_space.shape), obs_dtype)
-        for key in keys:
-            if key in (TERMINATED, TRUNCATED):
-                storage.allocate(key, (), torch.bool)
-            elif key.startswith("reward/"):
-                storage.allocate(key, (), torch.float32)
-        storage.allocate(VALID, (), torch.bool)
-        self._obs_dtype = obs_dtype
+        self._obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        storage.allocate_host(OBS, tuple(obs_space.shape), self._obs_dtype)
+        if NEXT_OBS in keys:
+            storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), self._obs_dtype)
+        for key in (TERMINATED, TRUNCATED, VALID):
+            storage.allocate_host(key, (), torch.bool)
+        storage.allocate_host(EXTRINSIC_REWARD, (), torch.float32)
         return storage
 
     # ------------------------------------------------------------------ environment loop
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Choose actions for a batch of observations and remember what the agents need of them."""
-        obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).to(self._obs_dtype)
+        step = self._step_in_rollout
+        self.storage.write_host(step, OBS, obs)
+        obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
         with torch.inference_mode():
             outputs = self.acting.act(obs_tensor)
             env_action = self.acting.env_action(outputs)
-        stored = {OBS: obs_tensor}
-        for key, value in outputs.items():
-            if key in self.composition.collected_keys:
-                stored[key] = value
-        self.storage.write(self._step_in_rollout, stored)
+        self.storage.write_device(step, {k: v for k, v in outputs.items() if k in self._stored_act_outputs})
         self._acted = True
         return env_action.cpu().numpy()
 
@@ -221,20 +219,19 @@ class Trainer:
         if not self._acted:
             raise RuntimeError("observe() was called without a preceding act(); call trainer.act(obs) before envs.step")
         self._acted = False
+        step = self._step_in_rollout
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         reward = np.asarray(reward, dtype=np.float32)
         valid = ~self._reset_pending
         done = terminated | truncated
-        step_values: Batch = {
-            VALID: torch.as_tensor(valid, device=self.device),
-            TERMINATED: torch.as_tensor(terminated & valid, device=self.device),
-            TRUNCATED: torch.as_tensor(truncated & valid, device=self.device),
-            "reward/extrinsic": torch.as_tensor(np.where(valid, reward, 0.0), device=self.device),
-        }
-        if NEXT_OBS in self.storage.tensors:
-            step_values[NEXT_OBS] = torch.as_tensor(self._true_next_obs(next_obs, done, info), device=self.device)
-        self.storage.write(self._step_in_rollout, {k: v for k, v in step_values.items() if k in self.storage.tensors})
+        write = self.storage.write_host
+        write(step, VALID, valid)
+        write(step, TERMINATED, terminated & valid)
+        write(step, TRUNCATED, truncated & valid)
+        write(step, EXTRINSIC_REWARD, np.where(valid, reward, 0.0))
+        if NEXT_OBS in self.storage.host:
+            write(step, NEXT_OBS, self._true_next_obs(next_obs, done, info))
         self._track_episodes(reward, done, valid)
         self._reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
         self._step_in_rollout += 1
@@ -262,8 +259,20 @@ class Trainer:
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
 
-    def train(self, total_steps: int, *, seed: int | None = None, progress: bool = True, on_update: Callable[["Trainer"], None] | None = None) -> "Trainer":
-        """Run the environment loop until ``total_steps`` environment steps have been taken."""
+    def train(
+        self,
+        total_steps: int,
+        *,
+        seed: int | None = None,
+        progress: bool = True,
+        on_update: Callable[["Trainer"], None] | None = None,
+        stop_when: Callable[["Trainer"], bool] | None = None,
+    ) -> "Trainer":
+        """Run the environment loop until ``total_steps`` environment steps have been taken.
+
+        ``on_update`` runs after every update; ``stop_when`` is checked then and ends training early
+        when it returns True (e.g. once a target return is reached).
+        """
         self.total_steps = total_steps
         obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
         from rl_agents.progress import TrainingProgress
@@ -278,6 +287,8 @@ class Trainer:
                     bar.update(self.global_step, self.recent_return())
                     if on_update is not None:
                         on_update(self)
+                    if stop_when is not None and stop_when(self):
+                        break
             bar.update(self.global_step, self.recent_return())
         return self
 

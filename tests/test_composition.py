@@ -100,8 +100,8 @@ def test_swapping_agent_order_gives_identical_training() -> None:
 
 def test_only_declared_keys_are_stored() -> None:
     trainer = Trainer(cartpole(), [PPO()])
-    assert "policy_obs" not in trainer.storage.tensors
-    assert {"obs", "next_obs", "terminated", "truncated", "valid", "reward/extrinsic"} <= trainer.storage.tensors.keys()
+    assert "policy_obs" not in trainer.storage
+    assert {"obs", "next_obs", "terminated", "truncated", "valid", "reward/extrinsic"} <= trainer.storage.batch().keys()
 
 
 class _TupleActionEnv(gym.Env):

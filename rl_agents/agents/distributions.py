@@ -12,7 +12,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 
 class ActionHead(nn.Module):
@@ -32,6 +31,23 @@ class ActionHead(nn.Module):
     def to_env(self, action: torch.Tensor) -> torch.Tensor:
         return action
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverse-CDF sampling: one uniform draw per row (cheaper than torch.multinomial for small batches)."""
+    cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
+    uniform = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=logits.device, dtype=cdf.dtype)
+    return (cdf < uniform * cdf[..., -1:]).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
+
+
+def categorical_log_prob_entropy(logits: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same values as torch.distributions.Categorical without its per-call validation overhead."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    log_prob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return log_prob, entropy
+
 
 class CategoricalHead(ActionHead):
     def __init__(self, n: int, start: int = 0):
@@ -43,14 +59,13 @@ class CategoricalHead(ActionHead):
         return action + self.start if self.start else action
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.multinomial(torch.softmax(params, dim=-1), 1, generator=generator).squeeze(-1)
+        return sample_categorical(params, generator)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return params.argmax(dim=-1)
 
     def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = Categorical(logits=params)
-        return dist.log_prob(action.long()), dist.entropy()
+        return categorical_log_prob_entropy(params, action)
 
 
 class MultiCategoricalHead(ActionHead):
@@ -63,18 +78,14 @@ class MultiCategoricalHead(ActionHead):
         return torch.split(params, self.sizes, dim=-1)
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.stack(
-            [torch.multinomial(torch.softmax(p, -1), 1, generator=generator).squeeze(-1) for p in self._split(params)], -1
-        )
+        return torch.stack([sample_categorical(p, generator) for p in self._split(params)], -1)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return torch.stack([p.argmax(-1) for p in self._split(params)], -1)
 
     def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dists = [Categorical(logits=p) for p in self._split(params)]
-        log_prob = torch.stack([d.log_prob(action[..., i].long()) for i, d in enumerate(dists)], -1).sum(-1)
-        entropy = torch.stack([d.entropy() for d in dists], -1).sum(-1)
-        return log_prob, entropy
+        pairs = [categorical_log_prob_entropy(p, action[..., i]) for i, p in enumerate(self._split(params))]
+        return torch.stack([lp for lp, _ in pairs], -1).sum(-1), torch.stack([e for _, e in pairs], -1).sum(-1)
 
 
 class DiagonalGaussianHead(ActionHead):
@@ -100,8 +111,10 @@ class DiagonalGaussianHead(ActionHead):
         return params
 
     def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = Normal(params, self.log_std.expand_as(params).exp())
-        return dist.log_prob(action).sum(-1), dist.entropy().sum(-1)
+        log_std = self.log_std.expand_as(params)
+        log_prob = -0.5 * ((action - params) / log_std.exp()).square() - log_std - _HALF_LOG_2PI
+        entropy = (0.5 + _HALF_LOG_2PI + log_std).sum(-1)
+        return log_prob.sum(-1), entropy
 
     def to_env(self, action: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(action, self.high), self.low).reshape(-1, *self.shape)

@@ -1,0 +1,26 @@
+"""Seeded learning tests: the agents actually learn, on budgets that fit 2 CPU cores."""
+
+import numpy as np
+import pytest
+
+from rl_agents.config import config_from_dict, load_preset, make_trainer
+from rl_agents.trainer import Trainer
+
+pytestmark = pytest.mark.learning
+
+
+def reached(threshold: float, window: int = 20):
+    def check(trainer: Trainer) -> bool:
+        returns = trainer.episodes.returns
+        return len(returns) >= window and float(np.mean(returns[-window:])) >= threshold
+
+    return check
+
+
+def test_ppo_solves_cartpole_with_the_shipped_preset_within_100k_steps() -> None:
+    config = config_from_dict(load_preset("CartPole-v1"))
+    assert config.steps == 100_000
+    trainer = make_trainer(config)
+    trainer.train(config.steps, progress=False, stop_when=reached(475.0))
+    assert trainer.global_step <= 100_000
+    assert np.mean(trainer.episodes.returns[-20:]) >= 475.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
