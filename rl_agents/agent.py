@@ -124,6 +124,10 @@ class Agent(nn.Module):
         """Declared after :meth:`bind`, so it may depend on the spaces and the streams."""
         return DataSpec()
 
+    def loss_terms(self) -> dict[str, str]:
+        """Names of the loss terms ``loss`` returns, each with how it is computed (for ``describe``)."""
+        return {}
+
     def suggested_schedule(self) -> Schedule | None:
         """An acting agent may suggest the schedule its published defaults assume."""
         return None

@@ -161,9 +161,11 @@ def make_trainer(config: RunConfig, loggers: list | tuple = ()) -> Trainer:
     """The environments, agents and Trainer a config describes."""
     envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
     schedule = {f.name: getattr(config.trainer, f.name) for f in dataclasses.fields(Schedule)}
-    return Trainer(
+    trainer = Trainer(
         envs, build_agents(config), seed=config.seed, device=config.device, total_steps=config.steps, loggers=loggers, **schedule
     )
+    trainer.run_config = config_to_dict(config)
+    return trainer
 
 
 def _agent_options(name: str, options: Any, source: str) -> dict[str, Any]:

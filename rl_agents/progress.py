@@ -18,11 +18,13 @@ class TrainingProgress:
     ``plain_interval`` seconds so logs stay readable.
     """
 
-    def __init__(self, total_steps: int, enabled: bool = True, plain_interval: float = 10.0, console: Console | None = None):
+    def __init__(
+        self, total_steps: int, enabled: bool = True, plain: bool = False, plain_interval: float = 10.0, console: Console | None = None
+    ):
         self.total_steps = total_steps
         self.enabled = enabled
         self.console = console or Console(file=sys.stderr)
-        self.rich = enabled and self.console.is_terminal
+        self.rich = enabled and not plain and self.console.is_terminal
         self.plain_interval = plain_interval
         self._start = time.perf_counter()
         self._last_plain = -math.inf

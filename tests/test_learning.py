@@ -24,3 +24,12 @@ def test_ppo_solves_cartpole_with_the_shipped_preset_within_100k_steps() -> None
     trainer.train(config.steps, progress=False, stop_when=reached(475.0))
     assert trainer.global_step <= 100_000
     assert np.mean(trainer.episodes.returns[-20:]) >= 475.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
+
+
+def test_continuous_ppo_balances_inverted_pendulum_within_100k_steps() -> None:
+    config = config_from_dict(load_preset("InvertedPendulum-v5"))
+    trainer = make_trainer(config)
+    assert trainer.schedule.num_steps == 2048 and trainer.acting.normalize_obs  # CleanRL's continuous defaults
+    trainer.train(100_000, progress=False, stop_when=reached(500.0))
+    assert np.mean(trainer.episodes.returns[-20:]) >= 500.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
+    assert np.mean(trainer.episodes.returns[:5]) < 100.0  # it started from a policy that could not balance

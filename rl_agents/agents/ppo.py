@@ -172,6 +172,14 @@ class PPO(Agent):
         needs |= {stream.key for stream in self.streams}
         return DataSpec(needs=frozenset(needs), provides=frozenset({ADVANTAGES, RETURNS}), act_outputs=frozenset(act_outputs))
 
+    def loss_terms(self) -> dict[str, str]:
+        clip = f"clipped to +-{self.clip_coef}" if self.clip_vloss else "unclipped"
+        return {
+            "policy": f"clipped surrogate (clip {self.clip_coef}) on the coef-weighted advantage of {len(self.streams)} stream(s)",
+            "value": f"{self.vf_coef} x sum over streams of 0.5 * squared error ({clip})",
+            "entropy": f"-{self.ent_coef} x policy entropy",
+        }
+
     def suggested_schedule(self) -> Schedule:
         return Schedule(**vars(self._defaults.schedule))
 

@@ -1,0 +1,303 @@
+"""The ``rl-agents`` command: train, eval, plot, describe, list."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from rl_agents.agent import CompositionError
+from rl_agents.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    list_presets,
+    load_preset,
+    load_yaml,
+    make_trainer,
+    parse_agent_names,
+    preset_path,
+)
+from rl_agents.envs import EnvCreationError
+from rl_agents.registry import AGENTS
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError)
+
+
+class CommandError(ValueError):
+    """A command-line usage problem reported as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line for the user; --debug shows the traceback
+        if args.debug or not _is_user_error(error):
+            if args.debug:
+                raise
+            print(f"rl-agents: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+            return 1
+        print(f"rl-agents: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(error: Exception) -> bool:
+    from rl_agents.checkpoint import CheckpointError
+
+    return isinstance(error, USER_ERRORS + (CheckpointError, CommandError))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rl-agents", description="Train and inspect compositions of RL agents.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train agents (from a config, a preset, or flags)")
+    train.add_argument("config", nargs="?", help="YAML config file")
+    train.add_argument("--agents", help="agents joined by '+', e.g. ppo+rnd")
+    train.add_argument("--env", help="environment id; its preset is used when one ships")
+    train.add_argument("--steps", type=_number, help="total environment steps (1e6 accepted)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    train.add_argument("--num-envs", type=int)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. ppo.ent_coef=0.02")
+    train.add_argument("--out", help="run directory (default runs/<env>_<agents>_s<seed>_<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.add_argument("--checkpoints", type=int, default=10, help="number of periodic checkpoints over the run")
+    train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--deterministic", action="store_true")
+    evaluate.add_argument("--video", help="write env 0 as out.gif or out.mp4")
+    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.set_defaults(handler=cmd_eval)
+
+    plot = commands.add_parser("plot", help="plot learning curves of one or more runs")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("--out", default="curves.png")
+    plot.add_argument("--metric", default="episode/return_mean")
+    plot.set_defaults(handler=cmd_plot)
+
+    describe = commands.add_parser("describe", help="show how a composition fits together")
+    describe.add_argument("config", nargs="?")
+    describe.add_argument("--agents")
+    describe.add_argument("--env")
+    describe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    describe.set_defaults(handler=cmd_describe)
+
+    listing = commands.add_parser("list", help="list agents, presets and installed environment families")
+    listing.set_defaults(handler=cmd_list)
+    for sub in (train, evaluate, plot, describe, listing):
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parser
+
+
+def _number(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- configuration
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Config file, else the env's preset, then flags, then --set overrides."""
+    if args.config:
+        raw = load_yaml(args.config)
+        source = args.config
+    else:
+        env_id = args.env or "CartPole-v1"
+        raw = load_preset(env_id)
+        source = str(preset_path(env_id) or "defaults")
+    if getattr(args, "env", None):
+        raw["env"] = args.env
+    if getattr(args, "agents", None):
+        names = parse_agent_names(args.agents)
+        if not args.config:  # a preset's sections for agents not requested are dropped
+            raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
+        raw["agents"] = args.agents
+    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device")):
+        if getattr(args, flag, None) is not None:
+            raw[key] = getattr(args, flag)
+    if getattr(args, "num_envs", None) is not None:
+        raw = apply_overrides(raw, [f"trainer.num_envs={args.num_envs}"])
+    raw = apply_overrides(raw, args.overrides)
+    return config_from_dict(raw, source=source)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    env = config.env.replace("/", "_")
+    return Path("runs") / f"{env}_{config.agents}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# ---------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from rl_agents.checkpoint import latest_checkpoint
+    from rl_agents.logging import CSVLogger, TensorBoardLogger
+
+    console = Console(stderr=True)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise CommandError(f"run directory {str(run_dir)!r} does not exist")
+        raw = apply_overrides(load_yaml(run_dir / "config.yaml"), [f"steps={args.steps}"] if args.steps else [])
+        config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
+        checkpoint = latest_checkpoint(run_dir / "checkpoints")
+        if checkpoint is None:
+            raise CommandError(f"{run_dir}: no checkpoint to resume from in {run_dir / 'checkpoints'}")
+    else:
+        config = resolve_config(args)
+        run_dir = Path(args.out) if args.out else default_run_dir(config)
+        checkpoint = None
+        if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+            raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
+    trainer = make_trainer(config, loggers=loggers)
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+        console.print(f"resuming {run_dir} from {checkpoint.name} at step {trainer.global_step}")
+    interval = max(config.steps // max(args.checkpoints, 1), 1)
+    next_save = (trainer.global_step // interval + 1) * interval
+
+    def save_periodically(t: Any) -> None:
+        nonlocal next_save
+        if t.global_step >= next_save:
+            t.save(run_dir / "checkpoints")
+            next_save = (t.global_step // interval + 1) * interval
+
+    try:
+        trainer.train(config.steps, progress=True, quiet=args.quiet, on_update=save_periodically)
+    finally:
+        for logger in loggers:
+            logger.close()
+    final = trainer.save(run_dir / "checkpoints")
+    plot = _plot_run(run_dir)
+    _print_summary(console, trainer, run_dir, final, plot)
+    return 0
+
+
+def _plot_run(run_dir: Path) -> Path | None:
+    from rl_agents.plotting import plot_runs
+
+    if not (run_dir / "metrics.csv").exists():
+        return None
+    return plot_runs([run_dir], run_dir / "learning_curve.png")
+
+
+def _print_summary(console: Console, trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None) -> None:
+    table = Table(title=f"run {run_dir}", show_header=False)
+    returns = trainer.episodes.returns
+    table.add_row("environment steps", f"{trainer.global_step:,}")
+    table.add_row("updates", str(trainer.num_updates))
+    table.add_row("episodes", str(len(returns)))
+    table.add_row("mean return (last 20)", f"{trainer.recent_return():.2f}" if returns else "-")
+    table.add_row("best episode return", f"{max(returns):.2f}" if returns else "-")
+    table.add_row("steps/s", f"{trainer.metrics.get('charts/steps_per_second', float('nan')):,.0f}")
+    table.add_row("config", str(run_dir / "config.yaml"))
+    table.add_row("metrics", str(run_dir / "metrics.csv"))
+    table.add_row("tensorboard", str(run_dir / "tensorboard"))
+    table.add_row("checkpoint", str(checkpoint))
+    table.add_row("learning curve", str(plot) if plot else "-")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rl_agents.checkpoint import latest_checkpoint
+    from rl_agents.envs import make_envs
+    from rl_agents.evaluation import evaluate_agent, save_video
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise CommandError(f"run directory {str(run_dir)!r} does not exist")
+    if args.episodes < 1:
+        raise CommandError("--episodes must be >= 1")
+    config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise CommandError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    trainer = make_trainer(config)
+    trainer.load_state(checkpoint)
+    frames: list | None = [] if args.video else None
+    render = {"render_mode": "rgb_array"} if args.video else {}
+    envs = make_envs(config.env, 1 if args.video else min(config.trainer.num_envs, args.episodes), config.trainer.vectorization, **render)
+    result = evaluate_agent(trainer.acting, envs, args.episodes, deterministic=args.deterministic, seed=args.seed, device=trainer.device, frames=frames)
+    print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
+    if frames:
+        print(f"video: {save_video(frames, args.video)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- plot
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rl_agents.plotting import plot_runs
+
+    for run in args.run_dirs:
+        if not (Path(run) / "metrics.csv").is_file():
+            raise CommandError(f"{run}: no metrics.csv (is it a run directory?)")
+    out = plot_runs([Path(run) for run in args.run_dirs], Path(args.out), metric=args.metric)
+    print(f"plot: {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- describe
+def cmd_describe(args: argparse.Namespace) -> int:
+    from rl_agents.describe import describe_trainer
+
+    args.steps = args.seed = args.device = args.num_envs = None
+    config = resolve_config(args)
+    config.trainer.num_envs = min(config.trainer.num_envs, 2)
+    Console().print(describe_trainer(make_trainer(config), config))
+    return 0
+
+
+# ---------------------------------------------------------------------------- list
+def cmd_list(args: argparse.Namespace) -> int:
+    console = Console()
+    agents = Table(title="agents")
+    agents.add_column("name")
+    agents.add_column("acts")
+    agents.add_column("description")
+    for name, cls in AGENTS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        agents.add_row(name, "yes" if cls.acts else "no", doc)
+    console.print(agents)
+    presets = Table(title="presets (rl-agents train --env ID)")
+    presets.add_column("env")
+    presets.add_column("agents")
+    for env_id in list_presets():
+        presets.add_row(env_id, str(load_preset(env_id).get("agents", "ppo")))
+    console.print(presets)
+    families = Table(title="environment families")
+    families.add_column("family")
+    families.add_column("installed")
+    for family, module in (("classic control (gymnasium)", "gymnasium"), ("MuJoCo", "mujoco"), ("MiniGrid", "minigrid"), ("Atari (ale-py)", "ale_py")):
+        families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
+    console.print(families)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

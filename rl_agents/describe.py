@@ -1,0 +1,95 @@
+"""``rl-agents describe``: how a composition fits together, built from the agents' declarations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+from rl_agents.composition import ENV_PROVIDER
+from rl_agents.trainer import Trainer
+
+
+def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
+    composition = trainer.composition
+    envs = trainer.envs
+    header = Table.grid(padding=(0, 2))
+    header.add_row("environment", f"{config.env if config else ''}  x{trainer.num_envs} ({type(envs).__name__})")
+    header.add_row("observation space", str(envs.single_observation_space))
+    header.add_row("action space", str(envs.single_action_space))
+    header.add_row("acting agent", composition.acting.name)
+    schedule = trainer.schedule
+    header.add_row(
+        "schedule",
+        f"{schedule.num_steps} steps x {trainer.num_envs} envs per rollout, {schedule.num_epochs} epochs x "
+        f"{schedule.num_minibatches} minibatches, grad-norm clip {schedule.max_grad_norm}, "
+        f"lr annealing {'on' if schedule.anneal_lr else 'off'}",
+    )
+    header.add_row("device", str(trainer.device))
+    return Group(
+        Panel(header, title="composition"),
+        _agents_table(trainer),
+        _streams_table(trainer),
+        _data_table(trainer),
+        _order_table(trainer),
+        _loss_table(trainer),
+    )
+
+
+def _agents_table(trainer: Trainer) -> Table:
+    table = Table(title="agents")
+    for column in ("agent", "class", "acts", "learning rate", "loss weight", "trainable params", "all params"):
+        table.add_column(column)
+    for agent in trainer.agents:
+        trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in agent.parameters())
+        table.add_row(agent.name, type(agent).__name__, "yes" if agent.acts else "", f"{agent.lr:g}" if agent.lr else "-", f"{agent.loss_weight:g}", f"{trainable:,}", f"{total:,}")
+    return table
+
+
+def _streams_table(trainer: Trainer) -> Table:
+    table = Table(title="reward streams (the policy's advantage is their coef-weighted sum)")
+    for column in ("stream", "declared by", "reward key", "gamma", "episodic", "coef"):
+        table.add_column(column)
+    for agent in trainer.agents:
+        for stream in agent.reward_streams():
+            table.add_row(stream.name, agent.name, stream.key, f"{stream.gamma:g}", "yes" if stream.episodic else "no (bootstraps through episode ends)", f"{stream.coef:g}")
+    return table
+
+
+def _data_table(trainer: Trainer) -> Table:
+    composition = trainer.composition
+    table = Table(title="data: who provides each key, who needs it")
+    for column in ("key", "provided by", "needed by", "stored per step"):
+        table.add_column(column)
+    for key in sorted(composition.used_keys):
+        provider = composition.providers.get(key, "?")
+        if provider == composition.acting.name and key in composition.specs[provider].act_outputs:
+            provider = f"{provider} (act)"
+        elif provider != ENV_PROVIDER:
+            provider = f"{provider} (preprocess)"
+        consumers = ", ".join(name for name, spec in composition.specs.items() if key in spec.needs) or "-"
+        table.add_row(key, provider, consumers, "yes" if key in composition.collected_keys or key == "obs" else "")
+    return table
+
+
+def _order_table(trainer: Trainer) -> Table:
+    table = Table(title="preprocessing order (from the declarations, not the list order)")
+    for column in ("#", "agent", "reads", "writes"):
+        table.add_column(column)
+    for index, agent in enumerate(trainer.composition.order, start=1):
+        spec = trainer.composition.specs[agent.name]
+        table.add_row(str(index), agent.name, ", ".join(sorted(spec.needs)) or "-", ", ".join(sorted(spec.provides)) or "-")
+    return table
+
+
+def _loss_table(trainer: Trainer) -> Table:
+    table = Table(title="loss: the sum of every agent's terms x the agent's loss weight, one optimizer step")
+    for column in ("agent", "term (logged as agent/loss/term)", "weight", "computed as"):
+        table.add_column(column)
+    for agent in trainer.composition.order:
+        for term, description in agent.loss_terms().items():
+            table.add_row(agent.name, term, f"{agent.loss_weight:g}", description)
+    return table
