@@ -139,6 +139,7 @@ class Trainer:
         self.episodes = EpisodeStats([], [], [])
         self._log_from_episode = 0
         self.metrics: dict[str, float] = {}
+        self.run_config: dict[str, Any] | None = None  # set when built from a RunConfig (rl_agents.config)
         self._start_time = time.perf_counter()
 
     # ------------------------------------------------------------------ construction
@@ -265,11 +266,13 @@ class Trainer:
         *,
         seed: int | None = None,
         progress: bool = True,
+        quiet: bool = False,
         on_update: Callable[["Trainer"], None] | None = None,
         stop_when: Callable[["Trainer"], bool] | None = None,
     ) -> "Trainer":
         """Run the environment loop until ``total_steps`` environment steps have been taken.
 
+        ``progress`` shows a progress bar (plain lines when not on a terminal or when ``quiet``).
         ``on_update`` runs after every update; ``stop_when`` is checked then and ends training early
         when it returns True (e.g. once a target return is reached).
         """
@@ -277,7 +280,7 @@ class Trainer:
         obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
         from rl_agents.progress import TrainingProgress
 
-        with TrainingProgress(total_steps, enabled=progress) as bar:
+        with TrainingProgress(total_steps, enabled=progress, plain=quiet) as bar:
             while self.global_step < total_steps:
                 action = self.act(obs)
                 obs, reward, terminated, truncated, info = self.envs.step(action)
