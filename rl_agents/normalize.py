@@ -59,16 +59,23 @@ class ReturnScaler(nn.Module):
         self.register_buffer("running_return", torch.zeros(num_envs, dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, rewards: torch.Tensor, dones: torch.Tensor) -> None:
-        """Feed a ``[T, N]`` block of rewards; the return restarts after each step where ``dones`` is set."""
+    def update(self, rewards: torch.Tensor, dones: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Feed a ``[T, N]`` block of rewards; the return restarts after each step where ``dones`` is set.
+
+        Steps where ``valid`` is False (not real transitions) neither advance the return nor enter
+        the statistics.
+        """
         returns = torch.empty_like(rewards, dtype=torch.float64)
         running = self.running_return
         for t in range(rewards.shape[0]):
-            running = running * self.gamma + rewards[t].to(torch.float64)
+            advanced = running * self.gamma + rewards[t].to(torch.float64)
+            running = advanced if valid is None else torch.where(valid[t], advanced, running)
             returns[t] = running
             running = running * (~dones[t]).to(torch.float64)
         self.running_return.copy_(running)
-        self.stats.update(returns.reshape(-1))
+        selected = returns.reshape(-1) if valid is None else returns[valid]
+        if selected.numel() > 0:
+            self.stats.update(selected)
 
     def scale(self, rewards: torch.Tensor, clip: float | None = None, epsilon: float = 1e-8) -> torch.Tensor:
         scaled = rewards / torch.sqrt(self.stats.var + epsilon).to(rewards.dtype)

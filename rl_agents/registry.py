@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from rl_agents.agent import Agent
-from rl_agents.agents import PPO
+from rl_agents.agents import PPO, RND
 
 AGENTS: dict[str, type[Agent]] = {
     "ppo": PPO,
+    "rnd": RND,
 }

@@ -226,7 +226,7 @@ class PPO(Agent):
         for index, stream in enumerate(self.streams):
             rewards = batch[stream.key].float()
             if stream.name == EXTRINSIC and self.normalize_reward:
-                self.reward_scaler.update(rewards, done)
+                self.reward_scaler.update(rewards, done, valid)
                 rewards = self.reward_scaler.scale(rewards, clip=self.reward_clip)
             stream_terminated = terminated if stream.episodic else torch.zeros_like(terminated)
             stream_adv = gae(rewards, values[..., index], next_values[..., index], stream_terminated, done, stream.gamma, self.gae_lambda)

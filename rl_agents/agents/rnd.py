@@ -26,8 +26,9 @@ Differences, forced by the composition contract:
 * the rewards of a rollout are computed in ``preprocess`` with the predictor as it is at the end of
   the rollout (CleanRL computes them step by step during the rollout with the same predictor, since
   it only changes during the update);
-* the discounted return used for the reward scale runs per environment along time, and steps that
-  are not real transitions (``valid`` False) neither advance it nor enter its statistics.
+* the discounted return used for the reward scale runs per environment along time, as in Burda et
+  al.'s code (CleanRL iterates its ``[T, N]`` buffer transposed, i.e. along environments), and steps
+  that are not real transitions (``valid`` False) neither advance it nor enter its statistics.
 """
 
 from __future__ import annotations
@@ -44,29 +45,6 @@ from rl_agents.nets import flat_dim, image_layout, is_image_space, layer_init
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 
 INTRINSIC = "intrinsic"
-
-
-class IntrinsicReturnScaler(ReturnScaler):
-    """:class:`ReturnScaler` for a non-episodic stream whose batches contain invalid steps.
-
-    The discounted return never restarts (no episode boundaries), and where ``valid`` is False the
-    step is skipped: the running return is carried over unchanged and the step's return is left out
-    of the statistics. With every step valid this is exactly ``ReturnScaler.update(rewards, dones
-    all False)``. The buffers are the parent's, so checkpoints are interchangeable.
-    """
-
-    @torch.no_grad()
-    def update_valid(self, rewards: torch.Tensor, valid: torch.Tensor) -> None:
-        returns = torch.empty_like(rewards, dtype=torch.float64)
-        running = self.running_return
-        for t in range(rewards.shape[0]):
-            advanced = running * self.gamma + rewards[t].to(torch.float64)
-            running = torch.where(valid[t], advanced, running)
-            returns[t] = running
-        self.running_return.copy_(running)
-        selected = returns[valid]
-        if selected.numel() > 0:
-            self.stats.update(selected)
 
 
 class _ImageInput(nn.Module):
@@ -191,10 +169,15 @@ class RND(Agent):
         for param in self.target.parameters():
             param.requires_grad_(False)
         self.obs_rms = RunningMeanStd(tuple(space.shape))
-        self.reward_scaler = IntrinsicReturnScaler(ctx.num_envs, self.int_gamma)
+        self.reward_scaler = ReturnScaler(ctx.num_envs, self.int_gamma)
 
     def data_spec(self) -> DataSpec:
         return DataSpec(needs=frozenset({NEXT_OBS, VALID}), provides=frozenset({self.stream.key}))
+
+    def loss_terms(self) -> dict[str, str]:
+        return {
+            "predictor": f"MSE of predictor vs fixed target features on a {self.update_proportion:g} fraction of the minibatch",
+        }
 
     # ------------------------------------------------------------------ networks
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
@@ -216,7 +199,7 @@ class RND(Agent):
         raw = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
         if valid_obs.shape[0] > 0:
             raw[valid] = torch.cat([self.prediction_error(chunk) for chunk in valid_obs.split(self.chunk_size)])
-        self.reward_scaler.update_valid(raw, valid)
+        self.reward_scaler.update(raw, dones=torch.zeros_like(valid), valid=valid)  # never resets: non-episodic
         reward = self.reward_scaler.scale(raw).float() * valid
         batch[self.stream.key] = reward
         valid_reward, valid_raw = reward[valid], raw[valid]
