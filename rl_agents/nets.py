@@ -58,33 +58,41 @@ def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int, bool]:
     return channels, height, width, False
 
 
+def small_grid_convs(channels: int, activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    """The MiniGrid (rl-starter-files) encoder for small egocentric views: three 2x2 convolutions
+    with a 2x2 max-pool after the first; a 7x7 view becomes 64 features."""
+    return [
+        layer_init(nn.Conv2d(channels, 16, 2)), activation(), nn.MaxPool2d(2),
+        layer_init(nn.Conv2d(16, 32, 2)), activation(),
+        layer_init(nn.Conv2d(32, 64, 2)), activation(),
+    ]
+
+
+def nature_convs(channels: int, activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    """The DQN Nature convolutions (Mnih et al. 2015) for Atari-sized frames."""
+    return [
+        layer_init(nn.Conv2d(channels, 32, 8, 4)), activation(),
+        layer_init(nn.Conv2d(32, 64, 4, 2)), activation(),
+        layer_init(nn.Conv2d(64, 64, 3, 1)), activation(),
+    ]
+
+
 class NatureCNN(nn.Module):
-    """The DQN Nature CNN (Mnih et al. 2015), scaled for small grids.
+    """Image encoder: the Nature CNN + 512-unit layer for frames of 36 pixels or more, the MiniGrid
+    encoder + 64-unit layer for small views (an 8x8 kernel does not fit a 7x7 view).
+    uint8 inputs are scaled to [0, 1]; channels-last inputs are transposed."""
 
-    Large frames (>= 36 pixels) use the original 8/4/3 kernels; small ones such as MiniGrid's 7x7
-    views use three 2x2 convolutions (the MiniGrid/rl-starter-files layout) since an 8x8 kernel does
-    not fit. uint8 inputs are scaled to [0, 1].
-    """
-
-    def __init__(self, observation_space: gym.spaces.Box, features: int = 512):
+    def __init__(self, observation_space: gym.spaces.Box, features: int | None = None):
         super().__init__()
         channels, height, width, self.channels_last = image_layout(observation_space.shape)
         self.scale = 255.0 if observation_space.dtype == np.uint8 else 1.0
-        if min(height, width) >= 36:
-            convs = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
-        else:
-            convs = [(16, 2, 1), (32, 2, 1), (64, 2, 1)]
-        layers: list[nn.Module] = []
-        last = channels
-        for out_channels, kernel, stride in convs:
-            layers += [layer_init(nn.Conv2d(last, out_channels, kernel, stride)), nn.ReLU()]
-            last = out_channels
-        layers.append(nn.Flatten())
-        self.convs = nn.Sequential(*layers)
+        large = min(height, width) >= 36
+        convs = nature_convs(channels) if large else small_grid_convs(channels)
+        self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.head = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
-        self.out_dim = features
+        self.out_dim = features or (512 if large else 64)
+        self.head = nn.Sequential(layer_init(nn.Linear(flat, self.out_dim)), nn.ReLU())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float() / self.scale

@@ -63,6 +63,22 @@ class EpisodeStats:
     end_steps: list[int]
 
 
+def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
+    """Bounds of ``parts`` nearly equal, non-empty slices (like torch.tensor_split)."""
+    edges = [length * index // parts for index in range(parts + 1)]
+    return [(start, stop) for start, stop in zip(edges, edges[1:]) if stop > start]
+
+
+def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
+    prefix = agent_name + "/"
+    return {key[len(prefix):]: value for key, value in logged.items() if key.startswith(prefix)}
+
+
+def _non_finite_terms(values: dict[str, float]) -> str:
+    bad = [f"{key.replace('/loss/', ' loss term ')!r} is {value}" for key, value in values.items() if "/loss/" in key and not math.isfinite(value)]
+    return "non-finite loss: " + "; ".join(bad) if bad else "the summed loss is not finite"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,7 +196,10 @@ class Trainer:
             groups.append({"params": params, "lr": agent.lr, "name": agent.name})
         if not groups:
             raise CompositionError("no agent has trainable parameters")
-        return torch.optim.Adam(groups, eps=1e-5, foreach=True)
+        try:  # the fused kernel is several times faster for the many small tensors of RL networks
+            return torch.optim.Adam(groups, eps=1e-5, fused=True)
+        except (RuntimeError, TypeError):
+            return torch.optim.Adam(groups, eps=1e-5, foreach=True)
 
     def _build_storage(self) -> RolloutStorage:
         storage = RolloutStorage(self.schedule.num_steps, self.num_envs, self.device)
@@ -327,6 +346,7 @@ class Trainer:
             group["lr"] = fraction * base
 
     def _optimize(self, batch: Batch) -> dict[str, float]:
+        """Epochs x minibatches over the valid rows; returns the mean of every logged value."""
         used = self.composition.used_keys | {VALID}
         flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
         valid_rows = flat[VALID].nonzero().squeeze(1)
@@ -335,16 +355,16 @@ class Trainer:
         count = 0
         for _ in range(self.schedule.num_epochs):
             order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
+            # One gather per key and epoch; the minibatches are then contiguous slices (views).
+            shuffled = {key: value[order] for key, value in flat.items()}
             last: dict[str, float] = {}
-            for rows in torch.tensor_split(order, self.schedule.num_minibatches):
-                if len(rows) == 0:
-                    continue
-                minibatch = {key: value[rows] for key, value in flat.items()}
+            for start, stop in _split_bounds(len(order), self.schedule.num_minibatches):
+                minibatch = {key: value[start:stop] for key, value in shuffled.items()}
                 last = self._minibatch_step(minibatch, params)
                 for key, value in last.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += 1
-            if any(agent.stop_epochs({k.split("/", 1)[1]: v for k, v in last.items() if k.startswith(agent.name + "/")}) for agent in self.agents):
+            if any(agent.stop_epochs(_metrics_of(agent.name, last)) for agent in self.agents):
                 break
         return {key: value / max(count, 1) for key, value in sums.items()}
 
@@ -354,21 +374,22 @@ class Trainer:
         for agent in self.composition.order:
             terms, agent_metrics = agent.loss(minibatch)
             for term_name, term in terms.items():
-                if not torch.isfinite(term):
-                    raise NonFiniteLossError(f"agent {agent.name!r}: loss term {term_name!r} is {term.item()}")
                 total = total + agent.loss_weight * term
                 logged[f"{agent.name}/loss/{term_name}"] = term.detach()
             for key, value in agent_metrics.items():
                 logged[f"{agent.name}/{key}"] = value
+        values = {key: float(value) for key, value in logged.items()}
+        if not math.isfinite(float(total)):
+            raise NonFiniteLossError(_non_finite_terms(values))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise NonFiniteLossError(f"gradient norm is {grad_norm.item()} (agents: {[a.name for a in self.agents]})")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm))
+        if not math.isfinite(grad_norm):
+            raise NonFiniteLossError(f"the gradient norm is {grad_norm} although every loss term is finite (agents: {[a.name for a in self.agents]})")
         self.optimizer.step()
-        logged["trainer/grad_norm"] = grad_norm.detach()
-        logged["trainer/loss"] = total.detach()
-        return {key: float(value) for key, value in logged.items()}
+        values["trainer/grad_norm"] = grad_norm
+        values["trainer/loss"] = float(total)
+        return values
 
     def _episode_metrics(self) -> dict[str, float]:
         new_returns = self.episodes.returns[self._log_from_episode:]
@@ -384,3 +405,32 @@ class Trainer:
             "episode/length_mean": float(np.mean(new_lengths)),
             "episode/count": float(len(new_returns)),
         }
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, checkpoints_dir: Any, *, config: dict[str, Any] | None = None) -> Any:
+        """Save a checkpoint to ``<checkpoints_dir>/step_<global_step>/`` atomically and return its ``Path``.
+
+        Only at an update boundary. ``config`` defaults to ``self.run_config``. See rl_agents.checkpoint.
+        """
+        from rl_agents.checkpoint import save_checkpoint
+
+        return save_checkpoint(self, checkpoints_dir, config=config)
+
+    def load_state(self, path: Any) -> Any:
+        """Restore a checkpoint (or a run's latest one) into this trainer, which has the same agents.
+
+        Raises rl_agents.checkpoint.CheckpointError, leaving the trainer untouched, if it cannot.
+        """
+        from rl_agents.checkpoint import load_state
+
+        return load_state(self, path)
+
+    @classmethod
+    def load(cls, path: Any, envs: gym.vector.VectorEnv | None = None, **kwargs: Any) -> "Trainer":
+        """Rebuild a trainer from a checkpoint's run config and restore its state.
+
+        ``envs`` defaults to the config's environments; ``device=`` and ``loggers=`` are passed on.
+        """
+        from rl_agents.checkpoint import load_trainer
+
+        return load_trainer(path, envs, trainer_cls=cls, **kwargs)

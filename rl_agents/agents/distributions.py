@@ -28,6 +28,9 @@ class ActionHead(nn.Module):
     def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_entropy(params, action)[0]
+
     def to_env(self, action: torch.Tensor) -> torch.Tensor:
         return action
 
@@ -36,9 +39,10 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Inverse-CDF sampling: one uniform draw per row (cheaper than torch.multinomial for small batches)."""
-    cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
+    cdf = torch.softmax(logits, dim=-1).cumsum_(dim=-1)
     uniform = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=logits.device, dtype=cdf.dtype)
-    return (cdf < uniform * cdf[..., -1:]).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
+    # Scaling by the last cdf entry guards against it summing to slightly less than 1.
+    return (cdf < uniform.mul_(cdf[..., -1:])).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
 
 
 def categorical_log_prob_entropy(logits: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +70,9 @@ class CategoricalHead(ActionHead):
 
     def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return categorical_log_prob_entropy(params, action)
+
+    def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(params, dim=-1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
 
 
 class MultiCategoricalHead(ActionHead):

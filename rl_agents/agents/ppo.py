@@ -161,7 +161,7 @@ class PPO(Agent):
             self.actor = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
             self.critic = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
         else:
-            self.trunk = nn.Flatten()
+            self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
             self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
             self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
 
@@ -203,8 +203,7 @@ class PPO(Agent):
         policy_obs = self._policy_input(obs, update_stats=self.training)
         params, values = self._actor_critic(policy_obs)
         action = self.action_head.mode(params) if deterministic else self.action_head.sample(params, self.generator)
-        log_prob, _ = self.action_head.log_prob_entropy(params, action)
-        outputs = {ACTION: action, LOGPROB: log_prob, VALUES: values}
+        outputs = {ACTION: action, LOGPROB: self.action_head.log_prob(params, action), VALUES: values}
         if self.normalize_obs:
             outputs[POLICY_OBS] = policy_obs
         return outputs
