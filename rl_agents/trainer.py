@@ -156,7 +156,7 @@ class Trainer:
         self._log_from_episode = 0
         self.metrics: dict[str, float] = {}
         self.run_config: dict[str, Any] | None = None  # set when built from a RunConfig (rl_agents.config)
-        self._start_time = time.perf_counter()
+        self._start_step, self._start_time = 0, time.perf_counter()
 
     # ------------------------------------------------------------------ construction
     def _bind_agents(self, streams: tuple) -> None:
@@ -289,18 +289,27 @@ class Trainer:
         on_update: Callable[["Trainer"], None] | None = None,
         stop_when: Callable[["Trainer"], bool] | None = None,
     ) -> "Trainer":
-        """Run the environment loop until ``total_steps`` environment steps have been taken.
+        """Run the environment loop until ``total_steps`` environment steps have been taken (rounded
+        up to a whole rollout).
 
         ``progress`` shows a progress bar (plain lines when not on a terminal or when ``quiet``).
         ``on_update`` runs after every update; ``stop_when`` is checked then and ends training early
         when it returns True (e.g. once a target return is reached).
         """
         self.total_steps = total_steps
-        obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
+        if seed is None:  # a resumed run must not replay the initial states of the run it continues
+            seed = self.seed if self.global_step == 0 else int(np.random.SeedSequence([self.seed, self.global_step]).generate_state(1)[0])
+        obs, _ = self.envs.reset(seed=seed)
+        # Every env starts a new episode: drop the per-env state of episodes the reset abandoned.
+        self._reset_pending[:] = False
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+        self._start_step, self._start_time = self.global_step, time.perf_counter()
         from rl_agents.progress import TrainingProgress
 
         with TrainingProgress(total_steps, enabled=progress, plain=quiet) as bar:
-            while self.global_step < total_steps:
+            # Whole rollouts only: training ends on an update, where a checkpoint can be written.
+            while self.global_step < total_steps or self._step_in_rollout != 0:
                 action = self.act(obs)
                 obs, reward, terminated, truncated, info = self.envs.step(action)
                 updates_before = self.num_updates
@@ -331,7 +340,7 @@ class Trainer:
         self.num_updates += 1
         metrics.update(self._episode_metrics())
         metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        metrics["charts/steps_per_second"] = self.global_step / max(time.perf_counter() - self._start_time, 1e-9)
+        metrics["charts/steps_per_second"] = (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
         self.metrics = metrics
         for logger in self.loggers:
             logger.log(self.global_step, metrics)
@@ -379,7 +388,7 @@ class Trainer:
             for key, value in agent_metrics.items():
                 logged[f"{agent.name}/{key}"] = value
         values = {key: float(value) for key, value in logged.items()}
-        if not math.isfinite(float(total)):
+        if not math.isfinite(float(total.detach())):
             raise NonFiniteLossError(_non_finite_terms(values))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -388,7 +397,7 @@ class Trainer:
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} although every loss term is finite (agents: {[a.name for a in self.agents]})")
         self.optimizer.step()
         values["trainer/grad_norm"] = grad_norm
-        values["trainer/loss"] = float(total)
+        values["trainer/loss"] = float(total.detach())
         return values
 
     def _episode_metrics(self) -> dict[str, float]:
