@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument("--checkpoints", type=int, default=10, help="number of periodic checkpoints over the run")
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run")
@@ -128,7 +130,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     else:
         env_id = args.env or "CartPole-v1"
         raw = load_preset(env_id)
-        source = str(preset_path(env_id) or "defaults")
+        source = f"preset {env_id}" if preset_path(env_id) else "defaults"
     if getattr(args, "env", None):
         raw["env"] = args.env
     if getattr(args, "agents", None):
@@ -156,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rl_agents.logging import CSVLogger, TensorBoardLogger
 
     console = Console(stderr=True)
+    torch.set_num_threads(max(args.threads, 1))
     if args.resume:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
@@ -171,10 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint = None
         if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
             raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    trainer = make_trainer(config)  # before touching the run directory: bad input leaves nothing behind
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
     loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
-    trainer = make_trainer(config, loggers=loggers)
+    trainer.loggers = loggers
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         console.print(f"resuming {run_dir} from {checkpoint.name} at step {trainer.global_step}")
