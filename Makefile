@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py --out runs/demo
+	$(VENV)/bin/rl-agents train --env CartPole-v1 --agents ppo+rnd --steps 50000
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15

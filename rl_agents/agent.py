@@ -128,6 +128,13 @@ class Agent(nn.Module):
         """Names of the loss terms ``loss`` returns, each with how it is computed (for ``describe``)."""
         return {}
 
+    def warmup_steps(self) -> int:
+        """Vector-env steps of random actions this agent wants to see before training (0: none)."""
+        return 0
+
+    def warmup(self, next_obs: torch.Tensor) -> None:
+        """Receives the ``[steps, num_envs, ...]`` observations of the random-action warm-up."""
+
     def suggested_schedule(self) -> Schedule | None:
         """An acting agent may suggest the schedule its published defaults assume."""
         return None

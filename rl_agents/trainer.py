@@ -297,6 +297,8 @@ class Trainer:
         when it returns True (e.g. once a target return is reached).
         """
         self.total_steps = total_steps
+        if self.global_step == 0:
+            self.warmup(seed=self.seed if seed is None else seed)
         if seed is None:  # a resumed run must not replay the initial states of the run it continues
             seed = self.seed if self.global_step == 0 else int(np.random.SeedSequence([self.seed, self.global_step]).generate_state(1)[0])
         obs, _ = self.envs.reset(seed=seed)
@@ -322,6 +324,28 @@ class Trainer:
                         break
             bar.update(self.global_step, self.recent_return())
         return self
+
+    def warmup(self, seed: int | None = None) -> int:
+        """Step the envs with seeded random actions for as long as any agent asked (``warmup_steps``)
+        and hand the observations to those agents (e.g. RND initializing its observation statistics).
+
+        Not counted in ``global_step``. ``train`` calls it before the first step; a hand-written loop
+        calls it once before ``envs.reset``. Returns the number of vector steps taken.
+        """
+        wanting = [agent for agent in self.agents if agent.warmup_steps() > 0]
+        if not wanting:
+            return 0
+        steps = max(agent.warmup_steps() for agent in wanting)
+        self.envs.reset(seed=self.seed if seed is None else seed)
+        self.envs.action_space.seed(self.seed if seed is None else seed)
+        observations = []
+        for _ in range(steps):
+            next_obs, *_ = self.envs.step(self.envs.action_space.sample())
+            observations.append(torch.as_tensor(np.asarray(next_obs), device=self.device))
+        stacked = torch.stack(observations)
+        for agent in wanting:
+            agent.warmup(stacked[: agent.warmup_steps()])
+        return steps
 
     def recent_return(self, window: int = 20) -> float:
         recent = self.episodes.returns[-window:]

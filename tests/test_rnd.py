@@ -290,3 +290,17 @@ def test_rnd_explores_a_sparse_lock_that_ppo_alone_does_not():
     assert rnd["final_depth"] > ppo["final_depth"] + 5.0, (ppo, rnd)
     assert rnd["final_depth"] > noise["final_depth"] + 5.0, (noise, rnd)  # novelty, not just any extra stream
     assert rnd["solved"] > ppo["solved"], (ppo, rnd)
+
+
+def test_random_action_warmup_initializes_observation_statistics_before_training():
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    rnd = RND(warmup_steps=50)
+    trainer = Trainer(envs, [PPO(), rnd], seed=0, num_steps=8)
+    assert trainer.warmup() == 50
+    assert float(rnd.obs_rms.count) == pytest.approx(100, abs=1e-3)  # 50 steps x 2 envs
+    assert float(rnd.obs_rms.var.sum()) < 4.0 - 1e-3  # moved away from the initial unit variance
+    assert trainer.global_step == 0  # warm-up steps are not training steps
+
+    untouched = RND()
+    Trainer(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), [PPO(), untouched], num_steps=8).train(16, progress=False)
+    assert float(untouched.obs_rms.count) == pytest.approx(16 + 1e-4, abs=1e-3)  # only the rollouts' observations

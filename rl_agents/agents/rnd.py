@@ -18,11 +18,12 @@ Details kept from CleanRL:
   layers) with LeakyReLU and orthogonal ``sqrt(2)`` initialization; small views such as MiniGrid's
   7x7 views use 2x2 kernels; vector observations use MLPs of the same shape.
 
-Differences, forced by the composition contract:
+Differences from CleanRL:
 
-* there is no random-action warm-up of the observation statistics: ``preprocess`` updates them
-  with the rollout's valid next observations *before* computing the rollout's rewards, so the first
-  rollout is normalized by its own statistics;
+* the random-action warm-up of the observation statistics is optional (``warmup_steps``, off by
+  default); ``preprocess`` updates the statistics with the rollout's valid next observations
+  *before* computing the rollout's rewards, so without a warm-up the first rollout is normalized by
+  its own statistics;
 * the rewards of a rollout are computed in ``preprocess`` with the predictor as it is at the end of
   the rollout (CleanRL computes them step by step during the rollout with the same predictor, since
   it only changes during the update);
@@ -105,6 +106,8 @@ class RND(Agent):
         feature_dim: embedding size; ``None`` gives 512 for images (CleanRL) and 64 for vectors.
         hidden: MLP widths before the embedding for vector observations.
         chunk_size: rows per forward pass when computing a rollout's rewards (bounds memory).
+        warmup_steps: vector-env steps of random actions whose observations initialize the observation
+            statistics before training (CleanRL: 50 rollouts of 128 steps); 0 skips the warm-up.
     """
 
     acts = False
@@ -121,6 +124,7 @@ class RND(Agent):
         feature_dim: int | None = None,
         hidden: tuple[int, ...] = (64, 64),
         chunk_size: int = 4096,
+        warmup_steps: int = 0,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -134,6 +138,7 @@ class RND(Agent):
         self.feature_dim = feature_dim
         self.hidden = tuple(hidden)
         self.chunk_size = chunk_size
+        self.init_obs_steps = warmup_steps
         self.stream = RewardStream(INTRINSIC, gamma=int_gamma, episodic=False, coef=int_coef)
 
     # ------------------------------------------------------------------ composition
@@ -178,6 +183,13 @@ class RND(Agent):
         return {
             "predictor": f"MSE of predictor vs fixed target features on a {self.update_proportion:g} fraction of the minibatch",
         }
+
+    def warmup_steps(self) -> int:
+        return self.init_obs_steps
+
+    @torch.no_grad()
+    def warmup(self, next_obs: torch.Tensor) -> None:
+        self.obs_rms.update(next_obs.reshape(-1, *next_obs.shape[2:]))
 
     # ------------------------------------------------------------------ networks
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
