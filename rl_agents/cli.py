@@ -250,7 +250,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_agent(trainer.acting, envs, args.episodes, deterministic=args.deterministic, seed=args.seed, device=trainer.device, frames=frames)
     print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
     if frames:
-        print(f"video: {save_video(frames, args.video)}")
+        try:
+            print(f"video: {save_video(frames, args.video)}")
+        except (ImportError, ValueError, RuntimeError) as error:
+            raise CommandError(f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg") from error
     return 0
 
 

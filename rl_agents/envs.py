@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import gymnasium as gym
+import numpy as np
 
 
 class EnvCreationError(ValueError):
@@ -40,9 +41,12 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
         return [ImgObsWrapper]  # the 7x7x3 egocentric view as a uint8 image
     if family == "atari":
         # DeepMind-style preprocessing: noop reset, frame skip 4 with max-pooling, 84x84 grayscale,
-        # 4 stacked frames. The frame skip lives in the wrapper, so the ALE's own is turned off.
+        # rewards clipped to their sign, 4 stacked frames. The frame skip lives in the wrapper, so the
+        # ALE's own is turned off. Episode statistics are recorded before clipping (the game score).
         def atari(env: gym.Env) -> gym.Env:
             env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+            env = gym.wrappers.RecordEpisodeStatistics(env)
+            env = gym.wrappers.TransformReward(env, lambda reward: float(np.sign(reward)))
             return gym.wrappers.FrameStackObservation(env, 4)
 
         return [atari]

@@ -24,7 +24,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +48,9 @@ from rl_agents.agent import (
 from rl_agents.composition import Composition, collect_streams, find_acting_agent, resolve
 from rl_agents.logging import Logger
 from rl_agents.storage import RolloutStorage
+
+if TYPE_CHECKING:
+    from rl_agents.evaluation import EvaluationResult
 
 EXTRINSIC_REWARD = f"reward/{EXTRINSIC}"
 
@@ -252,7 +255,7 @@ class Trainer:
         write(step, EXTRINSIC_REWARD, np.where(valid, reward, 0.0))
         if NEXT_OBS in self.storage.host:
             write(step, NEXT_OBS, self._true_next_obs(next_obs, done, info))
-        self._track_episodes(reward, done, valid)
+        self._track_episodes(reward, done, valid, info)
         self._reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
         self._step_in_rollout += 1
         self.global_step += self.num_envs
@@ -269,12 +272,19 @@ class Trainer:
             patched[index] = info["final_obs"][index]
         return patched
 
-    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray) -> None:
+    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray, info: dict[str, Any]) -> None:
+        """Episode returns from the rewards seen, or from ``info["episode"]`` when a
+        RecordEpisodeStatistics wrapper reports them (its raw returns survive reward clipping)."""
         self._episode_return += np.where(valid, reward, 0.0)
         self._episode_length += valid
+        recorded = info.get("episode") if "_episode" in info else None
         for index in np.flatnonzero(done & valid):
-            self.episodes.returns.append(float(self._episode_return[index]))
-            self.episodes.lengths.append(int(self._episode_length[index]))
+            if recorded is not None and info["_episode"][index]:
+                self.episodes.returns.append(float(recorded["r"][index]))
+                self.episodes.lengths.append(int(recorded["l"][index]))
+            else:
+                self.episodes.returns.append(float(self._episode_return[index]))
+                self.episodes.lengths.append(int(self._episode_length[index]))
             self.episodes.end_steps.append(self.global_step + self.num_envs)
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
@@ -347,6 +357,22 @@ class Trainer:
             agent.warmup(stacked[: agent.warmup_steps()])
         return steps
 
+    def evaluate(
+        self, episodes: int = 10, *, envs: gym.vector.VectorEnv | None = None, deterministic: bool = False, seed: int = 12345
+    ) -> "EvaluationResult":
+        """Mean and spread of the acting agent's return over ``episodes`` fresh episodes, without
+        training or moving normalizer statistics. ``envs`` defaults to new envs from the run config."""
+        from rl_agents.evaluation import evaluate_agent
+
+        if envs is None:
+            if self.run_config is None:
+                raise ValueError("pass envs=... to evaluate(): this trainer was not built from a run config")
+            from rl_agents.envs import make_envs
+
+            trainer_config = self.run_config.get("trainer", {})
+            envs = make_envs(self.run_config["env"], min(trainer_config.get("num_envs", 1), episodes), trainer_config.get("vectorization", "sync"))
+        return evaluate_agent(self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device)
+
     def recent_return(self, window: int = 20) -> float:
         recent = self.episodes.returns[-window:]
         return float(np.mean(recent)) if recent else math.nan
@@ -364,6 +390,7 @@ class Trainer:
         self.num_updates += 1
         metrics.update(self._episode_metrics())
         metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        metrics["charts/wall_time"] = time.perf_counter() - self._start_time
         metrics["charts/steps_per_second"] = (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
         self.metrics = metrics
         for logger in self.loggers:

@@ -86,3 +86,15 @@ def test_observe_without_act_is_a_clear_error() -> None:
     obs, _ = envs.reset(seed=0)
     with pytest.raises(RuntimeError, match="without a preceding act"):
         trainer.observe(obs, [0.0, 0.0], [False, False], [False, False], {})
+
+
+def test_evaluate_runs_whole_episodes_without_moving_normalizer_statistics() -> None:
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    ppo = PPO(normalize_obs=True)
+    trainer = Trainer(envs, [ppo], num_steps=16)
+    trainer.train(64, progress=False)
+    count_before = float(ppo.obs_rms.count)
+    result = trainer.evaluate(3, envs=gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), deterministic=True)
+    assert len(result.returns) == 3 and all(r >= 8 for r in result.returns)
+    assert result.mean == pytest.approx(sum(result.returns) / 3)
+    assert float(ppo.obs_rms.count) == count_before and ppo.training
