@@ -34,6 +34,45 @@ class MLP(nn.Sequential):
         return x
 
 
+class FusedMLPs:
+    """Inference-only fusion of sibling MLPs with identical hidden widths (e.g. actor and critic):
+    one matrix product per layer with block-diagonal weights instead of one per network. The fused
+    weights are rebuilt whenever a parameter changed (in-place updates bump its version counter;
+    moves to another device or a loaded state change its storage)."""
+
+    def __init__(self, *networks: MLP):
+        self.networks = networks
+        self._sentinels = [p for net in networks for p in (next(net.parameters()), list(net.parameters())[-1])]
+        self.out_dims = [net[-1].out_features for net in networks]
+        self._versions: tuple[int, ...] = ()
+        self._layers: list[tuple[torch.Tensor, torch.Tensor, nn.Module | None]] = []
+
+    def _state(self) -> tuple[int, ...]:
+        # The first and last parameter of each network stand for all of them: an optimizer step or a
+        # state load touches every parameter, and checking them all costs as much as the fusion saves.
+        return tuple(x for p in self._sentinels for x in (p._version, p.data_ptr()))
+
+    def _rebuild(self) -> None:
+        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in self.networks]
+        activations = [m for m in self.networks[0] if not isinstance(m, nn.Linear)]
+        self._layers = []
+        for depth, layers in enumerate(zip(*linears)):
+            weight = torch.cat([l.weight for l in layers]) if depth == 0 else torch.block_diag(*[l.weight for l in layers])
+            bias = torch.cat([l.bias for l in layers])
+            self._layers.append((weight.detach().clone(), bias.detach().clone(), activations[depth] if depth < len(activations) else None))
+        self._versions = self._state()
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self._state() != self._versions:
+            self._rebuild()
+        for weight, bias, activation in self._layers:
+            x = F.linear(x, weight, bias)
+            if activation is not None:
+                x = activation.forward(x)
+        return list(torch.split(x, self.out_dims, dim=-1))
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh) -> MLP:
     layers: list[nn.Module] = []
     last = in_dim
@@ -80,13 +119,15 @@ def nature_convs(channels: int, activation: type[nn.Module] = nn.ReLU) -> list[n
 class NatureCNN(nn.Module):
     """Image encoder: the Nature CNN + 512-unit layer for frames of 36 pixels or more, the MiniGrid
     encoder + 64-unit layer for small views (an 8x8 kernel does not fit a 7x7 view).
-    uint8 inputs are scaled to [0, 1]; channels-last inputs are transposed."""
+    Large uint8 frames are scaled to [0, 1]; channels-last inputs are transposed."""
 
     def __init__(self, observation_space: gym.spaces.Box, features: int | None = None):
         super().__init__()
         channels, height, width, self.channels_last = image_layout(observation_space.shape)
-        self.scale = 255.0 if observation_space.dtype == np.uint8 else 1.0
         large = min(height, width) >= 36
+        # Large uint8 frames are pixels: scale to [0, 1]. Small views are symbolic grids (MiniGrid's
+        # object/colour/state indices 0-10), which /255 would squash to near zero.
+        self.scale = 255.0 if large and observation_space.dtype == np.uint8 else 1.0
         convs = nature_convs(channels) if large else small_grid_convs(channels)
         self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():

@@ -429,16 +429,20 @@ class Trainer:
         return {key: value / max(count, 1) for key, value in sums.items()}
 
     def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float]:
-        total = torch.zeros((), device=self.device)
-        logged: dict[str, torch.Tensor | float] = {}
+        weighted: list[torch.Tensor] = []
+        names: list[str] = []
+        logged: list[torch.Tensor | float] = []
         for agent in self.composition.order:
             terms, agent_metrics = agent.loss(minibatch)
             for term_name, term in terms.items():
-                total = total + agent.loss_weight * term
-                logged[f"{agent.name}/loss/{term_name}"] = term.detach()
-            for key, value in agent_metrics.items():
-                logged[f"{agent.name}/{key}"] = value
-        values = {key: float(value) for key, value in logged.items()}
+                weighted.append(term if agent.loss_weight == 1.0 else agent.loss_weight * term)
+                names.append(f"{agent.name}/loss/{term_name}")
+                logged.append(term.detach())
+            names.extend(f"{agent.name}/{key}" for key in agent_metrics)
+            logged.extend(agent_metrics.values())
+        total = weighted[0] if len(weighted) == 1 else torch.stack(weighted).sum()
+        # One conversion for every logged scalar instead of one host sync per value.
+        values = dict(zip(names, torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device) for v in logged]).tolist()))
         if not math.isfinite(float(total.detach())):
             raise NonFiniteLossError(_non_finite_terms(values))
         self.optimizer.zero_grad(set_to_none=True)

@@ -120,3 +120,15 @@ def test_image_observations_use_a_cnn() -> None:
     assert outputs["action"].shape == (2,) and outputs["values"].shape == (2, 1)
     atari = bind_standalone(PPO(), gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), num_envs=2)
     assert atari.act(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))["action"].shape == (2,)
+
+
+def test_fused_inference_matches_the_separate_networks_and_follows_updates() -> None:
+    ppo = bind_standalone(PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(3), num_envs=6)
+    obs = torch.randn(6, 4)
+    for _ in range(2):
+        fused_params, fused_values = ppo._fused_inference(obs)
+        params, values = ppo._actor_critic(obs)
+        assert torch.allclose(fused_params, params, atol=1e-6) and torch.allclose(fused_values, values, atol=1e-6)
+        with torch.no_grad():  # an optimizer step changes parameters in place: the cache must notice
+            for param in ppo.parameters():
+                param.add_(0.1)

@@ -33,7 +33,7 @@ from rl_agents.agent import (
     Schedule,
 )
 from rl_agents.agents.distributions import ActionHead, make_action_head
-from rl_agents.nets import NatureCNN, flat_dim, is_image_space, layer_init, mlp
+from rl_agents.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 from rl_agents.returns import gae
 
@@ -119,6 +119,7 @@ class PPO(Agent):
         self.hidden = tuple(hidden)
         self.streams: tuple[RewardStream, ...] = ()
         self._defaults = DISCRETE_DEFAULTS
+        self._fused_inference: FusedMLPs | None = None
 
     # ------------------------------------------------------------------ composition
     def reward_streams(self) -> tuple[RewardStream, ...]:
@@ -164,6 +165,7 @@ class PPO(Agent):
             self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
             self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
             self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
+            self._fused_inference = FusedMLPs(self.actor, self.critic)
 
     def data_spec(self) -> DataSpec:
         policy_input = POLICY_OBS if self.normalize_obs else OBS
@@ -201,7 +203,10 @@ class PPO(Agent):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
         policy_obs = self._policy_input(obs, update_stats=self.training)
-        params, values = self._actor_critic(policy_obs)
+        if self._fused_inference is not None and policy_obs.dim() == 2:
+            params, values = self._fused_inference(policy_obs)
+        else:
+            params, values = self._actor_critic(policy_obs)
         action = self.action_head.mode(params) if deterministic else self.action_head.sample(params, self.generator)
         outputs = {ACTION: action, LOGPROB: self.action_head.log_prob(params, action), VALUES: values}
         if self.normalize_obs:
