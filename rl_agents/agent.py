@@ -157,6 +157,9 @@ class Agent(nn.Module):
         """Return (loss terms to sum, metrics to log) for one minibatch of flat rows."""
         return {}, {}
 
+    def after_update(self) -> None:
+        """Called once the update's optimizer steps are done: refresh anything derived from parameters."""
+
     def stop_epochs(self, metrics: dict[str, float]) -> bool:
         """Whether to stop iterating epochs early (e.g. PPO's target KL), given the last metrics."""
         return False

@@ -36,9 +36,11 @@ class MLP(nn.Sequential):
 
 class FusedMLPs:
     """Inference-only fusion of sibling MLPs with identical hidden widths (e.g. actor and critic):
-    one matrix product per layer with block-diagonal weights instead of one per network. The fused
-    weights are rebuilt whenever a parameter changed (in-place updates bump its version counter;
-    moves to another device or a loaded state change its storage)."""
+    one matrix product per layer with block-diagonal weights instead of one per network.
+
+    The fused weights are rebuilt after :meth:`invalidate` (the owner calls it after every optimizer
+    update: fused optimizers change parameters without bumping their version counters) and whenever
+    a parameter's version or storage changed (state loads, device moves, manual in-place edits)."""
 
     def __init__(self, *networks: MLP):
         self.networks = networks
@@ -46,6 +48,9 @@ class FusedMLPs:
         self.out_dims = [net[-1].out_features for net in networks]
         self._versions: tuple[int, ...] = ()
         self._layers: list[tuple[torch.Tensor, torch.Tensor, nn.Module | None]] = []
+
+    def invalidate(self) -> None:
+        self._versions = ()
 
     def _state(self) -> tuple[int, ...]:
         # The first and last parameter of each network stand for all of them: an optimizer step or a

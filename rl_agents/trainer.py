@@ -387,6 +387,8 @@ class Trainer:
                 metrics[f"{agent.name}/{key}"] = value
         self._set_learning_rate()
         metrics.update(self._optimize(batch))
+        for agent in self.agents:
+            agent.after_update()
         self.num_updates += 1
         metrics.update(self._episode_metrics())
         metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]

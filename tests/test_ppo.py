@@ -132,3 +132,16 @@ def test_fused_inference_matches_the_separate_networks_and_follows_updates() -> 
         with torch.no_grad():  # an optimizer step changes parameters in place: the cache must notice
             for param in ppo.parameters():
                 param.add_(0.1)
+
+
+def test_fused_inference_is_refreshed_after_an_optimizer_update() -> None:
+    import gymnasium as gym_
+
+    from rl_agents import Trainer
+
+    envs = gym_.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    trainer = Trainer(envs, [PPO()], num_steps=16)  # fused Adam does not bump parameter versions
+    trainer.train(32, progress=False)
+    ppo = trainer.acting
+    obs = torch.randn(2, 4)
+    assert torch.allclose(ppo._fused_inference(obs)[0], ppo._actor_critic(obs)[0], atol=1e-6)

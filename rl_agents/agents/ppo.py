@@ -286,6 +286,10 @@ class PPO(Agent):
                 metrics[f"value_loss/{stream.name}"] = value_losses[index].detach()
         return terms, metrics
 
+    def after_update(self) -> None:
+        if self._fused_inference is not None:
+            self._fused_inference.invalidate()
+
     def stop_epochs(self, metrics: dict[str, float]) -> bool:
         return self.target_kl is not None and metrics.get("approx_kl", 0.0) > self.target_kl
 
