@@ -32,13 +32,12 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from rl_agents.agent import (
-    ACTION,
+    EXTRINSIC,
     NEXT_OBS,
     OBS,
     TERMINATED,
     TRUNCATED,
     VALID,
-    EXTRINSIC,
     Agent,
     Batch,
     CompositionError,
