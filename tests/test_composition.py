@@ -124,3 +124,13 @@ class _DictObsEnv(_TupleActionEnv):
 
     def step(self, action):
         return {"x": np.zeros(2, np.float32)}, 0.0, False, False, {}
+
+
+def test_independent_agents_are_ordered_by_name_whatever_the_list_order() -> None:
+    # Ties matter for bit-exact runs: agents draw from the shared generator in order.
+    def order(agents: list) -> list[str]:
+        return [agent.name for agent in Trainer(cartpole(), agents).composition.order]
+
+    forward = order([PPO(), ConstantBonus(name="b_bonus", stream="b"), ConstantBonus(name="a_bonus", stream="a")])
+    backward = order([ConstantBonus(name="a_bonus", stream="a"), ConstantBonus(name="b_bonus", stream="b"), PPO()])
+    assert forward == backward == ["a_bonus", "b_bonus", "ppo"]
