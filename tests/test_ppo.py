@@ -145,3 +145,47 @@ def test_fused_inference_is_refreshed_after_an_optimizer_update() -> None:
     ppo = trainer.acting
     obs = torch.randn(2, 4)
     assert torch.allclose(ppo._fused_inference(obs)[0], ppo._actor_critic(obs)[0], atol=1e-6)
+
+
+def _adam_steps(trainer) -> int:
+    first_param = trainer.optimizer.param_groups[0]["params"][0]
+    return int(trainer.optimizer.state[first_param]["step"])
+
+
+def test_target_kl_stops_the_epochs_early() -> None:
+    from rl_agents import Trainer
+
+    def steps_after_one_update(target_kl: float | None) -> int:
+        envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+        trainer = Trainer(envs, [PPO(target_kl=target_kl, lr=1e-2)], num_steps=64, num_epochs=4, num_minibatches=4)
+        trainer.train(128, progress=False)
+        return _adam_steps(trainer)
+
+    assert steps_after_one_update(None) == 16  # 4 epochs x 4 minibatches
+    assert steps_after_one_update(0.0) == 4  # any KL > 0 ends the update after the first epoch
+
+
+def test_learning_rate_is_annealed_linearly_per_update_and_set_per_agent() -> None:
+    from rl_agents import Trainer
+    from tests.helpers import ConstantBonus
+
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    trainer = Trainer(envs, [PPO(lr=1e-3), ConstantBonus(lr=5e-4)], num_steps=16)
+    groups = {group["name"]: group for group in trainer.optimizer.param_groups}
+    assert set(groups) == {"ppo"}  # the bonus has no parameters, so no group
+    trainer.train(2 * 16 * 4, progress=False, stop_when=lambda t: t.num_updates == 3)
+    # Update k (0-based) runs at lr * (1 - k / 4): the third update used 1e-3 * 2/4.
+    assert groups["ppo"]["lr"] == pytest.approx(1e-3 * (1 - 2 / 4))
+    assert trainer.metrics["trainer/grad_norm"] >= 0.0
+
+
+def test_gradients_are_clipped_to_the_global_norm() -> None:
+    from rl_agents import Trainer
+
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    trainer = Trainer(envs, [PPO()], num_steps=32, max_grad_norm=1e-3)
+    trainer.train(64, progress=False)
+    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    assert float(total) == pytest.approx(1e-3, rel=1e-3)  # the last step's gradient, after clipping
+    assert trainer.metrics["trainer/grad_norm"] > 1e-3  # the logged norm is the one before clipping
