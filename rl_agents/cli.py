@@ -273,7 +273,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     from rl_agents.describe import describe_trainer
 
-    args.steps = args.seed = args.device = args.num_envs = None
     config = resolve_config(args)
     config.trainer.num_envs = min(config.trainer.num_envs, 2)
     Console().print(describe_trainer(make_trainer(config), config))
