@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("--out", default="curves.png")
     plot.add_argument("--metric", default="episode/return_mean")
+    plot.add_argument("--smooth", type=int, default=10, help="moving-average window in logged points (1: raw)")
     plot.set_defaults(handler=cmd_plot)
 
     describe = commands.add_parser("describe", help="show how a composition fits together")
@@ -264,7 +265,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for run in args.run_dirs:
         if not (Path(run) / "metrics.csv").is_file():
             raise CommandError(f"{run}: no metrics.csv (is it a run directory?)")
-    out = plot_runs([Path(run) for run in args.run_dirs], Path(args.out), metric=args.metric)
+    out = plot_runs([Path(run) for run in args.run_dirs], Path(args.out), metric=args.metric, smooth=args.smooth)
     print(f"plot: {out}")
     return 0
 

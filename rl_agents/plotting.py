@@ -55,15 +55,27 @@ def _run_label_and_group(run_dir: Path) -> tuple[str, str]:
     return label, yaml.safe_dump(config, sort_keys=True)
 
 
-def plot_runs(run_dirs: list[Path], out: str | Path, metric: str = "episode/return_mean") -> Path:
-    """Overlay runs; runs that differ only by seed are drawn as their mean with a min-max band."""
+def smoothed(values: list[float], window: int) -> list[float]:
+    """Trailing moving average over up to ``window`` points (the first points average fewer)."""
+    import numpy as np
+
+    if window <= 1 or not values:
+        return list(values)
+    cumulative = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
+    starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return list((cumulative[1:] - cumulative[starts]) / (np.arange(1, len(values) + 1) - starts))
+
+
+def plot_runs(run_dirs: list[Path], out: str | Path, metric: str = "episode/return_mean", smooth: int = 10) -> Path:
+    """Overlay runs; runs that differ only by seed are drawn as their mean with a min-max band.
+    Each curve is a trailing moving average over ``smooth`` logged points."""
     import numpy as np
 
     groups: dict[str, tuple[str, list[tuple[list[float], list[float]]]]] = {}
     for run_dir in run_dirs:
         label, key = _run_label_and_group(Path(run_dir))
-        curve = read_curve(Path(run_dir) / "metrics.csv", metric)
-        groups.setdefault(key, (label, []))[1].append(curve)
+        steps, values = read_curve(Path(run_dir) / "metrics.csv", metric)
+        groups.setdefault(key, (label, []))[1].append((steps, smoothed(values, smooth)))
     figure, axes = plt.subplots(figsize=(7, 4))
     labels_seen: dict[str, int] = {}
     for label, curves in groups.values():

@@ -36,3 +36,10 @@ def test_return_scaler_divides_by_std_of_discounted_return_and_restarts_after_do
     assert float(scaler.running_return[0]) == pytest.approx(1.5)
     scaled = scaler.scale(torch.tensor([0.5, -0.5]))
     assert scaled.tolist() == pytest.approx([0.5 / 0.25, -0.5 / 0.25], rel=1e-5)
+
+
+def test_plot_smoothing_is_a_trailing_moving_average() -> None:
+    from rl_agents.plotting import smoothed
+
+    assert smoothed([1.0, 3.0, 5.0, 7.0], window=2) == pytest.approx([1.0, 2.0, 4.0, 6.0])
+    assert smoothed([1.0, 3.0], window=1) == [1.0, 3.0]
