@@ -213,6 +213,8 @@ def _plot_run(run_dir: Path) -> Path | None:
 
 def _print_summary(console: Console, trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None) -> None:
     table = Table(title=f"run {run_dir}", show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")  # paths wrap instead of being cut, so they can be copied
     returns = trainer.episodes.returns
     table.add_row("environment steps", f"{trainer.global_step:,}")
     table.add_row("updates", str(trainer.num_updates))
