@@ -200,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = trainer.save(run_dir / "checkpoints")
     plot = _plot_run(run_dir)
     _print_summary(console, trainer, run_dir, final, plot)
+    print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
     return 0
 
 

@@ -23,6 +23,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "cartpole"
     result = rl_agents("train", "--env", "CartPole-v1", "--agents", "ppo+rnd", *TINY, "--out", str(run))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"run directory: {run}")
     return run
 
 
