@@ -33,3 +33,12 @@ def test_continuous_ppo_balances_inverted_pendulum_within_100k_steps() -> None:
     trainer.train(100_000, progress=False, stop_when=reached(500.0))
     assert np.mean(trainer.episodes.returns[-20:]) >= 500.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
     assert np.mean(trainer.episodes.returns[:5]) < 100.0  # it started from a policy that could not balance
+
+
+def test_ppo_with_rnd_drives_up_the_mountain_within_500k_steps() -> None:
+    config = config_from_dict(load_preset("MountainCar-v0"))
+    assert config.agent_names == ["ppo", "rnd"]
+    trainer = make_trainer(config)
+    trainer.train(500_000, progress=False, stop_when=reached(-150.0))
+    assert np.mean(trainer.episodes.returns[-20:]) >= -150.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
+    assert trainer.episodes.returns[0] == -200.0  # it started out never reaching the flag
