@@ -22,26 +22,6 @@ def read_curve(csv_path: str | Path, column: str = "episode/return_mean") -> tup
     return steps, values
 
 
-def plot_learning_curves(runs: dict[str, str | Path], out: str | Path, column: str = "episode/return_mean", title: str = "") -> Path:
-    """Plot ``column`` against environment steps for each labelled ``metrics.csv``; returns the PNG path."""
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for label, csv_path in runs.items():
-        steps, values = read_curve(csv_path, column)
-        axes.plot(steps, values, label=label)
-    axes.set_xlabel("environment steps")
-    axes.set_ylabel(column)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    if len(runs) > 1:
-        axes.legend()
-    figure.tight_layout()
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, dpi=100)
-    plt.close(figure)
-    return out_path
-
-
 def _run_label_and_group(run_dir: Path) -> tuple[str, str]:
     """Runs whose configs differ only by seed share a group key."""
     import yaml
