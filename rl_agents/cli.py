@@ -235,7 +235,7 @@ def _print_summary(console: Console, trainer: Any, run_dir: Path, checkpoint: Pa
 def cmd_eval(args: argparse.Namespace) -> int:
     from rl_agents.checkpoint import latest_checkpoint
     from rl_agents.envs import make_envs
-    from rl_agents.evaluation import evaluate_agent, save_video
+    from rl_agents.evaluation import save_video
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -249,9 +249,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     trainer = make_trainer(config)
     trainer.load_state(checkpoint)
     frames: list | None = [] if args.video else None
-    render = {"render_mode": "rgb_array"} if args.video else {}
-    envs = make_envs(config.env, 1 if args.video else min(config.trainer.num_envs, args.episodes), config.trainer.vectorization, **render)
-    result = evaluate_agent(trainer.acting, envs, args.episodes, deterministic=args.deterministic, seed=args.seed, device=trainer.device, frames=frames)
+    # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
+    envs = make_envs(config.env, 1, config.trainer.vectorization, render_mode="rgb_array") if args.video else None
+    result = trainer.evaluate(args.episodes, envs=envs, deterministic=args.deterministic, seed=args.seed, frames=frames)
     print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
     if frames:
         try:

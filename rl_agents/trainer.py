@@ -357,10 +357,17 @@ class Trainer:
         return steps
 
     def evaluate(
-        self, episodes: int = 10, *, envs: gym.vector.VectorEnv | None = None, deterministic: bool = False, seed: int = 12345
+        self,
+        episodes: int = 10,
+        *,
+        envs: gym.vector.VectorEnv | None = None,
+        deterministic: bool = False,
+        seed: int = 12345,
+        frames: list[np.ndarray] | None = None,
     ) -> "EvaluationResult":
         """Mean and spread of the acting agent's return over ``episodes`` fresh episodes, without
-        training or moving normalizer statistics. ``envs`` defaults to new envs from the run config."""
+        training or moving normalizer statistics. ``envs`` defaults to new envs from the run config;
+        ``frames`` collects env 0's renders (envs made with ``render_mode="rgb_array"``)."""
         from rl_agents.evaluation import evaluate_agent
 
         if envs is None:
@@ -370,7 +377,7 @@ class Trainer:
 
             trainer_config = self.run_config.get("trainer", {})
             envs = make_envs(self.run_config["env"], min(trainer_config.get("num_envs", 1), episodes), trainer_config.get("vectorization", "sync"))
-        return evaluate_agent(self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device)
+        return evaluate_agent(self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames)
 
     def recent_return(self, window: int = 20) -> float:
         recent = self.episodes.returns[-window:]
