@@ -30,6 +30,11 @@ TRUNCATED = "truncated"
 VALID = "valid"  # False for the reset step after a next-step autoreset: not a real transition
 EXTRINSIC = "extrinsic"
 ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, f"reward/{EXTRINSIC}"})
+# Only in minibatches sampled from a replay buffer: env steps between ``obs`` and ``next_obs`` (1 unless
+# the schedule uses n-step returns; fewer than n where the episode ended or the newest data is reached).
+# Every ``reward/<stream>`` of such a row is the stream's discounted sum over those steps.
+N_STEPS = "n_steps"
+REPLAY_KEYS = frozenset({N_STEPS})
 
 
 class CompositionError(ValueError):
@@ -84,13 +89,41 @@ class EnvContext:
 
 @dataclass
 class Schedule:
-    """On-policy update schedule an acting agent suggests; explicit Trainer settings win."""
+    """On-policy update schedule an acting agent suggests; explicit Trainer settings win.
+
+    Every ``num_steps`` vector steps the rollout is preprocessed and trained on for ``num_epochs``
+    passes of ``num_minibatches`` minibatches, then discarded.
+    """
 
     num_steps: int = 128
     num_epochs: int = 4
     num_minibatches: int = 4
-    max_grad_norm: float = 0.5
+    max_grad_norm: float | None = 0.5
     anneal_lr: bool = True
+
+
+@dataclass
+class ReplaySchedule:
+    """Off-policy schedule an acting agent suggests (e.g. DQN, SAC); explicit Trainer settings win.
+
+    Transitions go into a replay buffer of ``buffer_size`` transitions (over all envs). Until
+    ``learning_starts`` env steps the acting agent's ``random_act`` chooses the actions and nothing is
+    trained. Then every ``train_frequency`` vector steps the new transitions are preprocessed (e.g. an
+    exploration bonus computes their reward) and stored, and ``gradient_steps`` minibatches of
+    ``batch_size`` uniformly sampled transitions are trained on. Every ``target_update_interval``
+    gradient steps each target network moves toward its online network by ``tau`` (1: a hard copy).
+    ``n_step`` > 1 samples n-step returns.
+    """
+
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 100
+    train_frequency: int = 1
+    gradient_steps: int = 1
+    target_update_interval: int = 1
+    tau: float = 1.0
+    n_step: int = 1
+    max_grad_norm: float | None = None
 
 
 class Agent(nn.Module):
@@ -135,15 +168,33 @@ class Agent(nn.Module):
     def warmup(self, next_obs: torch.Tensor) -> None:
         """Receives the ``[steps, num_envs, ...]`` observations of the random-action warm-up."""
 
-    def suggested_schedule(self) -> Schedule | None:
-        """An acting agent may suggest the schedule its published defaults assume."""
+    def suggested_schedule(self) -> Schedule | ReplaySchedule | None:
+        """An acting agent suggests the schedule its published defaults assume; a ReplaySchedule
+        makes the Trainer train off-policy from a replay buffer."""
         return None
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups (``params``, ``lr``, optionally ``eps``). Override to give
+        parts of the agent their own learning rates, e.g. SAC's actor and critics."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": self.lr}] if params else []
+
+    def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) pairs the Trainer moves together per the replay schedule's ``tau``."""
+        return []
 
     # ----- runtime -----
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
         """Map a batch of observations to ``{"action": ..., <act_outputs>...}``."""
         raise NotImplementedError(f"agent {self.name!r} does not act")
+
+    def random_act(self, num_envs: int) -> Batch:
+        """Uniformly random actions, stored like ``act``'s; used before a replay schedule's ``learning_starts``."""
+        raise NotImplementedError(f"agent {self.name!r} has no random_act, which replay schedules need")
+
+    def set_progress(self, global_step: int, total_steps: int | None) -> None:
+        """Called on the acting agent before every ``act`` (e.g. for an exploration schedule)."""
 
     def env_action(self, outputs: Batch) -> torch.Tensor:
         """The action sent to the environment (e.g. clipped); the stored action stays raw."""

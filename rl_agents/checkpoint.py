@@ -35,7 +35,6 @@ import re
 import shutil
 import tempfile
 import warnings
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,7 @@ STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 CHECKPOINTS_SUBDIR = "checkpoints"
 GENERATOR_KEY = "trainer/generator"
+REPLAY_PREFIX = "replay/"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 # Optimizer settings that choose a kernel, not the math: this trainer's own choice (which may depend
 # on the device) is kept, whatever the saving trainer used.
@@ -148,7 +148,7 @@ def save_checkpoint(
     if trainer._step_in_rollout != 0 or trainer._acted:
         raise RuntimeError(
             f"a checkpoint can only be saved at an update boundary: the trainer is at step "
-            f"{trainer._step_in_rollout} of {trainer.schedule.num_steps} of the current rollout"
+            f"{trainer._step_in_rollout} of {trainer.rollout_steps} of the current rollout"
             + (" and act() was called without observe()" if trainer._acted else "")
             + "; save right after the update (e.g. from train()'s on_update callback)"
         )
@@ -226,6 +226,11 @@ def _collect(trainer: Trainer, config: dict[str, Any] | None) -> tuple[dict[str,
                 _check_jsonable(value, f"optimizer state {key!r} of {pname!r}")
                 scalar_state.setdefault(pname, {})[key] = value
     tensors[GENERATOR_KEY] = _cpu_copy(trainer.generator.get_state())
+    replay_state = None
+    if trainer.replay is not None:
+        for key, value in trainer.replay.state_tensors().items():
+            tensors[REPLAY_PREFIX + key] = value
+        replay_state = {"capacity": trainer.replay.capacity, "position": trainer.replay.position, "size": trainer.replay.size}
 
     state = {
         "format": FORMAT,
@@ -250,6 +255,14 @@ def _collect(trainer: Trainer, config: dict[str, Any] | None) -> tuple[dict[str,
         "episode_length": [int(x) for x in trainer._episode_length],
         "reset_pending": [bool(x) for x in trainer._reset_pending],
         "metrics": {key: float(value) for key, value in trainer.metrics.items()},
+        "replay": replay_state,
+        "gradient_steps": trainer.gradient_steps,
+        "logging": {
+            "num_logs": trainer.num_logs,
+            "last_log_step": trainer._last_log_step,
+            "pending_sums": dict(trainer._log_sums),
+            "pending_counts": dict(trainer._log_counts),
+        },
         "optimizer": {
             "class": _class_path(optimizer),
             "base_lrs": list(trainer.base_lrs),
@@ -661,6 +674,13 @@ def load_state(trainer: Trainer, path: str | os.PathLike) -> Path:
                 f"{tensors_path}: {GENERATOR_KEY!r} is not a valid generator state ({_one_line(error)})"
             ) from None
 
+    # ---- replay buffer
+    replay_tensors: dict[str, torch.Tensor] = {}
+    if trainer.replay is not None:
+        replay_tensors = {key[len(REPLAY_PREFIX):]: value for key, value in tensors.items() if key.startswith(REPLAY_PREFIX)}
+        expected_keys.update(REPLAY_PREFIX + key for key in replay_tensors)
+        _check_replay(trainer, state.get("replay"), replay_tensors, state_path)
+
     unexpected = sorted(set(tensors) - expected_keys)
     if unexpected:
         owner = next(
@@ -710,9 +730,35 @@ def load_state(trainer: Trainer, path: str | os.PathLike) -> Path:
     trainer._episode_length = np.asarray(state["episode_length"], dtype=np.int64)
     trainer._reset_pending = np.asarray(state["reset_pending"], dtype=bool)
     trainer.metrics = {key: float(value) for key, value in state["metrics"].items() if _is_type(value, (int, float))}
+    if trainer.replay is not None:
+        trainer.replay.restore(replay_tensors, position=state["replay"]["position"], size=state["replay"]["size"])
+    trainer.gradient_steps = int(state.get("gradient_steps", 0))
+    logging_state = state.get("logging") or {}
+    trainer.num_logs = int(logging_state.get("num_logs", trainer.num_updates))
+    trainer._last_log_step = int(logging_state.get("last_log_step", trainer.global_step))
+    trainer._log_sums = {k: float(v) for k, v in (logging_state.get("pending_sums") or {}).items()}
+    trainer._log_counts = {k: int(v) for k, v in (logging_state.get("pending_counts") or {}).items()}
     if state["config"] is not None and getattr(trainer, "run_config", None) is None:
         trainer.run_config = state["config"]
     return directory
+
+
+def _check_replay(trainer: Trainer, saved: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    replay = trainer.replay
+    assert replay is not None
+    if not isinstance(saved, dict) or not all(_is_type(saved.get(k), int) for k in ("capacity", "position", "size")):
+        raise CheckpointError(f"{path}: this trainer trains from a replay buffer, but the checkpoint has no valid 'replay' entry")
+    if saved["capacity"] != replay.capacity:
+        raise CheckpointError(f"{path}: replay buffer held {saved['capacity']} steps, this trainer's holds {replay.capacity}")
+    if not (0 <= saved["size"] <= replay.capacity and 0 <= saved["position"] < replay.capacity):
+        raise CheckpointError(f"{path}: replay position {saved['position']} or size {saved['size']} is out of range")
+    for key, tensor in tensors.items():
+        if tensor.dim() < 2 or tensor.shape[0] != saved["size"] or tensor.shape[1] != trainer.num_envs:
+            raise CheckpointError(
+                f"{path}: replay tensor {key!r} has shape {list(tensor.shape)}, expected [{saved['size']}, {trainer.num_envs}, ...]"
+            )
+    if saved["size"] > 0 and "valid" not in tensors:
+        raise CheckpointError(f"{path}: replay buffer lacks its 'valid' mask")
 
 
 def _check_tensor(saved: torch.Tensor, current: torch.Tensor, path: Path, what: str) -> None:
@@ -737,7 +783,6 @@ def load_trainer(
     ``envs`` defaults to the environments the config describes (``rl_agents.envs.make_envs``).
     ``device`` overrides the config's device. ``trainer_cls`` (default ``Trainer``) is the class built.
     """
-    from rl_agents.agent import Schedule
     from rl_agents.config import ConfigError, build_agents, config_from_dict, config_to_dict
     from rl_agents.trainer import Trainer
 
@@ -756,7 +801,6 @@ def load_trainer(
         from rl_agents.envs import make_envs
 
         envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-    schedule = {f.name: getattr(config.trainer, f.name) for f in fields(Schedule)}
     trainer = (trainer_cls or Trainer)(
         envs,
         build_agents(config),
@@ -764,7 +808,8 @@ def load_trainer(
         device=config.device if device is None else device,
         total_steps=config.steps,
         loggers=loggers,
-        **schedule,
+        log_interval=config.trainer.log_interval,
+        **config.trainer.schedule_settings(),
     )
     trainer.run_config = config_to_dict(config)  # as make_trainer stores it (JSON lists back to tuples)
     load_state(trainer, directory)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rl_agents.agent import ENV_KEYS, Agent, CompositionError, DataSpec, RewardStream
 
 ENV_PROVIDER = "<environment>"
+REPLAY_PROVIDER = "<replay buffer>"
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,12 @@ def collect_streams(agents: list[Agent]) -> tuple[RewardStream, ...]:
     return tuple(stream for _, (stream, _) in sorted(seen.items(), key=lambda item: (item[0] != "extrinsic", item[0])))
 
 
-def resolve(agents: list[Agent], acting: Agent, streams: tuple[RewardStream, ...]) -> Composition:
+def resolve(
+    agents: list[Agent], acting: Agent, streams: tuple[RewardStream, ...], extra_keys: frozenset[str] = frozenset()
+) -> Composition:
+    """``extra_keys``: keys the replay buffer adds to sampled minibatches (off-policy schedules only)."""
     specs = {agent.name: agent.data_spec() for agent in agents}
-    providers = {key: ENV_PROVIDER for key in ENV_KEYS}
+    providers = {key: ENV_PROVIDER for key in ENV_KEYS} | {key: REPLAY_PROVIDER for key in extra_keys}
     for key in specs[acting.name].act_outputs:
         providers[key] = acting.name
     for agent in sorted(agents, key=lambda a: a.name):

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from rl_agents.agent import Agent, Schedule
+from rl_agents.agent import Agent, ReplaySchedule, Schedule
 from rl_agents.envs import make_envs
 from rl_agents.registry import AGENTS
 from rl_agents.trainer import Trainer
@@ -38,13 +38,33 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainerConfig:
+    """Environment sizing and schedule settings; ``None`` takes the acting agent's suggestion.
+
+    On-policy agents (PPO, A2C) use num_steps .. anneal_lr, off-policy ones (DQN, SAC) buffer_size ..
+    n_step; max_grad_norm is shared. Setting one the acting agent does not use is an error.
+    """
+
     num_envs: int = 4
     vectorization: str = "sync"
+    log_interval: int | None = None
     num_steps: int | None = None
     num_epochs: int | None = None
     num_minibatches: int | None = None
     max_grad_norm: float | None = None
     anneal_lr: bool | None = None
+    buffer_size: int | None = None
+    batch_size: int | None = None
+    learning_starts: int | None = None
+    train_frequency: int | None = None
+    gradient_steps: int | None = None
+    target_update_interval: int | None = None
+    tau: float | None = None
+    n_step: int | None = None
+
+    def schedule_settings(self) -> dict[str, Any]:
+        """The schedule settings given (not None), as Trainer keyword arguments."""
+        names = {f.name for kind in (Schedule, ReplaySchedule) for f in dataclasses.fields(kind)}
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
 
 
 @dataclass
@@ -160,9 +180,15 @@ def build_agents(config: RunConfig) -> list[Agent]:
 def make_trainer(config: RunConfig, loggers: list | tuple = ()) -> Trainer:
     """The environments, agents and Trainer a config describes."""
     envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-    schedule = {f.name: getattr(config.trainer, f.name) for f in dataclasses.fields(Schedule)}
     trainer = Trainer(
-        envs, build_agents(config), seed=config.seed, device=config.device, total_steps=config.steps, loggers=loggers, **schedule
+        envs,
+        build_agents(config),
+        seed=config.seed,
+        device=config.device,
+        total_steps=config.steps,
+        loggers=loggers,
+        log_interval=config.trainer.log_interval,
+        **config.trainer.schedule_settings(),
     )
     trainer.run_config = config_to_dict(config)
     return trainer

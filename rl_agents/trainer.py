@@ -35,6 +35,7 @@ from rl_agents.agent import (
     EXTRINSIC,
     NEXT_OBS,
     OBS,
+    REPLAY_KEYS,
     TERMINATED,
     TRUNCATED,
     VALID,
@@ -42,10 +43,12 @@ from rl_agents.agent import (
     Batch,
     CompositionError,
     EnvContext,
+    ReplaySchedule,
     Schedule,
 )
 from rl_agents.composition import Composition, collect_streams, find_acting_agent, resolve
 from rl_agents.logging import Logger
+from rl_agents.replay import ReplayBuffer
 from rl_agents.storage import RolloutStorage
 
 if TYPE_CHECKING:
@@ -81,6 +84,22 @@ def _non_finite_terms(values: dict[str, float]) -> str:
     return "non-finite loss: " + "; ".join(bad) if bad else "the summed loss is not finite"
 
 
+def _check_schedule(schedule: Schedule | ReplaySchedule) -> None:
+    if isinstance(schedule, Schedule):
+        positive = ("num_steps", "num_epochs", "num_minibatches")
+    else:
+        positive = ("buffer_size", "batch_size", "train_frequency", "gradient_steps", "target_update_interval", "n_step")
+        if not 0.0 < schedule.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {schedule.tau}")
+        if schedule.learning_starts < 0:
+            raise ValueError(f"learning_starts must be >= 0, got {schedule.learning_starts}")
+    for name in positive:
+        if getattr(schedule, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(schedule, name)}")
+    if schedule.max_grad_norm is not None and not schedule.max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None, got {schedule.max_grad_norm}")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,10 +117,16 @@ class Trainer:
         agents: exactly one acting agent plus any number of others (e.g. ``[PPO(), RND()]``).
         seed: seeds network initialization, action sampling and minibatch order (not global RNGs).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        total_steps: needed by learning-rate annealing; ``train(total_steps)`` sets it too.
-        num_steps, num_epochs, num_minibatches, max_grad_norm, anneal_lr: the on-policy schedule;
-            ``None`` takes the acting agent's suggestion (PPO suggests CleanRL's defaults).
-        loggers: sinks receiving one metrics dict per update.
+        total_steps: needed by learning-rate annealing and exploration schedules; ``train(total_steps)``
+            sets it too.
+        loggers: sinks receiving one metrics dict per update (on-policy) or per ``log_interval`` steps.
+        log_interval: env steps between logged metrics (means since the last log); ``None``: every
+            update on-policy, every 1000 steps off-policy.
+        **schedule: settings of the acting agent's schedule; ``None`` values take its suggestion.
+            On-policy (:class:`Schedule`, e.g. PPO, A2C): num_steps, num_epochs, num_minibatches,
+            max_grad_norm, anneal_lr. Off-policy (:class:`ReplaySchedule`, e.g. DQN, SAC): buffer_size,
+            batch_size, learning_starts, train_frequency, gradient_steps, target_update_interval, tau,
+            n_step, max_grad_norm.
     """
 
     def __init__(
@@ -112,12 +137,9 @@ class Trainer:
         seed: int = 0,
         device: str | torch.device = "cpu",
         total_steps: int | None = None,
-        num_steps: int | None = None,
-        num_epochs: int | None = None,
-        num_minibatches: int | None = None,
-        max_grad_norm: float | None = None,
-        anneal_lr: bool | None = None,
         loggers: list[Logger] | tuple[Logger, ...] = (),
+        log_interval: int | None = None,
+        **schedule: Any,
     ):
         if not isinstance(envs, gym.vector.VectorEnv):
             raise TypeError(f"envs must be a gymnasium.vector.VectorEnv (use gym.make_vec), got {type(envs).__name__}")
@@ -135,16 +157,20 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.acting = find_acting_agent(self.agents)
-        streams = collect_streams(self.agents)
-        self._bind_agents(streams)
-        self.composition: Composition = resolve(self.agents, self.acting, streams)
-        self.schedule = self._resolve_schedule(
-            num_steps=num_steps, num_epochs=num_epochs, num_minibatches=num_minibatches,
-            max_grad_norm=max_grad_norm, anneal_lr=anneal_lr,
+        self.streams = collect_streams(self.agents)
+        self._bind_agents(self.streams)
+        self.schedule: Schedule | ReplaySchedule = self._resolve_schedule(schedule)
+        self.off_policy = isinstance(self.schedule, ReplaySchedule)
+        self.composition: Composition = resolve(
+            self.agents, self.acting, self.streams, extra_keys=REPLAY_KEYS if self.off_policy else frozenset()
         )
         self.optimizer = self._build_optimizer()
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.storage = self._build_storage()
+        self.replay = self._build_replay()
+        self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
+        self.gradient_steps = 0
+        self.log_interval = (1000 if self.off_policy else 0) if log_interval is None else log_interval
         self._stored_act_outputs = self.composition.collected_keys & self.composition.specs[self.acting.name].act_outputs
 
         self.global_step = 0
@@ -157,6 +183,10 @@ class Trainer:
         self.episodes = EpisodeStats([], [], [])
         self._log_from_episode = 0
         self.metrics: dict[str, float] = {}
+        self.num_logs = 0
+        self._last_log_step = 0
+        self._log_sums: dict[str, float] = {}
+        self._log_counts: dict[str, int] = {}
         self.run_config: dict[str, Any] | None = None  # set when built from a RunConfig (rl_agents.config)
         self._start_step, self._start_time = 0, time.perf_counter()
 
@@ -178,24 +208,34 @@ class Trainer:
                 agent.bind(ctx)
             agent.to(self.device)
 
-    def _resolve_schedule(self, **overrides: Any) -> Schedule:
+    def _resolve_schedule(self, overrides: dict[str, Any]) -> Schedule | ReplaySchedule:
         schedule = self.acting.suggested_schedule() or Schedule()
-        for field in fields(Schedule):
-            if overrides.get(field.name) is not None:
-                setattr(schedule, field.name, overrides[field.name])
-        if schedule.num_steps < 1 or schedule.num_epochs < 1 or schedule.num_minibatches < 1:
-            raise ValueError(f"num_steps, num_epochs and num_minibatches must be >= 1, got {schedule}")
+        names = {field.name for field in fields(schedule)}
+        every_name = {field.name for kind in (Schedule, ReplaySchedule) for field in fields(kind)}
+        for key, value in overrides.items():
+            if key not in every_name:
+                raise TypeError(f"Trainer got an unexpected keyword argument {key!r}")
+            if value is None:
+                continue
+            if key not in names:
+                how = "off-policy from a replay buffer" if isinstance(schedule, ReplaySchedule) else "on-policy from rollouts"
+                raise CompositionError(
+                    f"{key!r} does not apply: agent {self.acting.name!r} trains {how}, "
+                    f"whose settings are {', '.join(sorted(names))}"
+                )
+            setattr(schedule, key, value)
+        _check_schedule(schedule)
         return schedule
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         groups = []
         for agent in sorted(self.agents, key=lambda a: a.name):
-            params = [p for p in agent.parameters() if p.requires_grad]
-            if not params:
-                continue
-            if agent.lr is None:
-                raise CompositionError(f"agent {agent.name!r} has trainable parameters but no learning rate")
-            groups.append({"params": params, "lr": agent.lr, "name": agent.name})
+            agent_groups = agent.param_groups()
+            for index, group in enumerate(agent_groups):
+                if group.get("lr") is None:
+                    raise CompositionError(f"agent {agent.name!r} has trainable parameters but no learning rate")
+                name = agent.name if len(agent_groups) == 1 else f"{agent.name}/{group.get('name', index)}"
+                groups.append({**group, "name": name})
         if not groups:
             raise CompositionError("no agent has trainable parameters")
         try:  # the fused kernel is several times faster for the many small tensors of RL networks
@@ -203,8 +243,18 @@ class Trainer:
         except (RuntimeError, TypeError):
             return torch.optim.Adam(groups, eps=1e-5, foreach=True)
 
+    @property
+    def rollout_steps(self) -> int:
+        """Vector steps between updates: the rollout length, or the replay schedule's train frequency."""
+        return self.schedule.train_frequency if isinstance(self.schedule, ReplaySchedule) else self.schedule.num_steps
+
+    def _build_replay(self) -> ReplayBuffer | None:
+        if not isinstance(self.schedule, ReplaySchedule):
+            return None
+        return ReplayBuffer(max(self.schedule.buffer_size // self.num_envs, 1), self.num_envs, self.device)
+
     def _build_storage(self) -> RolloutStorage:
-        storage = RolloutStorage(self.schedule.num_steps, self.num_envs, self.device)
+        storage = RolloutStorage(self.rollout_steps, self.num_envs, self.device)
         keys = self.composition.collected_keys
         obs_space = self.envs.single_observation_space
         self._obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
@@ -222,8 +272,12 @@ class Trainer:
         step = self._step_in_rollout
         self.storage.write_host(step, OBS, obs)
         obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
+        self.acting.set_progress(self.global_step, self.total_steps)
         with torch.inference_mode():
-            outputs = self.acting.act(obs_tensor)
+            if self.off_policy and self.global_step < self.schedule.learning_starts:
+                outputs = {key: value.to(self.device) for key, value in self.acting.random_act(self.num_envs).items()}
+            else:
+                outputs = self.acting.act(obs_tensor)
             env_action = self.acting.env_action(outputs)
         self.storage.write_device(step, {k: v for k, v in outputs.items() if k in self._stored_act_outputs})
         self._acted = True
@@ -258,7 +312,7 @@ class Trainer:
         self._reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
         self._step_in_rollout += 1
         self.global_step += self.num_envs
-        if self._step_in_rollout == self.schedule.num_steps:
+        if self._step_in_rollout == self.rollout_steps:
             self._step_in_rollout = 0
             self.update()
 
@@ -302,8 +356,9 @@ class Trainer:
         up to a whole rollout).
 
         ``progress`` shows a progress bar (plain lines when not on a terminal or when ``quiet``).
-        ``on_update`` runs after every update; ``stop_when`` is checked then and ends training early
-        when it returns True (e.g. once a target return is reached).
+        ``on_update`` runs whenever metrics are logged (every update on-policy, every ``log_interval``
+        steps off-policy); ``stop_when`` is checked then and ends training early when it returns True
+        (e.g. once a target return is reached).
         """
         self.total_steps = total_steps
         if self.global_step == 0:
@@ -323,9 +378,9 @@ class Trainer:
             while self.global_step < total_steps or self._step_in_rollout != 0:
                 action = self.act(obs)
                 obs, reward, terminated, truncated, info = self.envs.step(action)
-                updates_before = self.num_updates
+                logs_before = self.num_logs
                 self.observe(obs, reward, terminated, truncated, info)
-                if self.num_updates != updates_before:
+                if self.num_logs != logs_before:
                     bar.update(self.global_step, self.recent_return())
                     if on_update is not None:
                         on_update(self)
@@ -385,28 +440,55 @@ class Trainer:
 
     # ------------------------------------------------------------------ update
     def update(self) -> dict[str, float]:
-        """Preprocess the rollout in dependency order, then optimize every agent's summed loss."""
+        """Preprocess the rollout in dependency order, then optimize every agent's summed loss:
+        over the rollout itself (on-policy) or over minibatches sampled from the replay buffer, which
+        the preprocessed rollout joins first (off-policy). Returns this update's metrics."""
         batch = self.storage.batch()
         metrics: dict[str, float] = {}
         for agent in self.composition.order:
             for key, value in agent.preprocess(batch).items():
                 metrics[f"{agent.name}/{key}"] = value
-        self._set_learning_rate()
-        metrics.update(self._optimize(batch))
+        if self.replay is None:
+            self._set_learning_rate()
+            metrics.update(self._optimize(batch))
+        else:
+            self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
+            metrics.update(self._optimize_replay())
         for agent in self.agents:
             agent.after_update()
         self.num_updates += 1
+        self._accumulate(metrics)
+        if self.global_step - self._last_log_step >= self.log_interval:
+            self._log()
+        return metrics
+
+    @property
+    def _replay_keys(self) -> frozenset[str]:
+        return self.composition.used_keys | {VALID, TERMINATED, TRUNCATED} | {stream.key for stream in self.streams}
+
+    def _accumulate(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            self._log_sums[key] = self._log_sums.get(key, 0.0) + value
+            self._log_counts[key] = self._log_counts.get(key, 0) + 1
+
+    def _log(self) -> None:
+        """Log the mean of every metric since the last log, with episode and speed statistics."""
+        metrics = {key: total / self._log_counts[key] for key, total in self._log_sums.items()}
+        self._log_sums, self._log_counts = {}, {}
         metrics.update(self._episode_metrics())
         metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         metrics["charts/wall_time"] = time.perf_counter() - self._start_time
         metrics["charts/steps_per_second"] = (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
         self.metrics = metrics
+        self._last_log_step = self.global_step
+        self.num_logs += 1
         for logger in self.loggers:
             logger.log(self.global_step, metrics)
-        return metrics
 
     def _set_learning_rate(self) -> None:
-        if not self.schedule.anneal_lr or not self.total_steps:
+        if not isinstance(self.schedule, Schedule) or not self.schedule.anneal_lr or not self.total_steps:
             return
         updates_total = max(self.total_steps // (self.schedule.num_steps * self.num_envs), 1)
         fraction = max(1.0 - self.num_updates / updates_total, 0.0)
@@ -436,6 +518,34 @@ class Trainer:
                 break
         return {key: value / max(count, 1) for key, value in sums.items()}
 
+    def _optimize_replay(self) -> dict[str, float]:
+        """``gradient_steps`` minibatches sampled from the replay buffer, with target updates."""
+        schedule = self.schedule
+        assert isinstance(schedule, ReplaySchedule) and self.replay is not None
+        if self.global_step <= schedule.learning_starts:  # as SB3: train once more than learning_starts were seen
+            return {}
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        sums: dict[str, float] = {}
+        for _ in range(schedule.gradient_steps):
+            minibatch = self.replay.sample(schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams)
+            for key, value in self._minibatch_step(minibatch, params).items():
+                sums[key] = sums.get(key, 0.0) + value
+            self.gradient_steps += 1
+            if self.gradient_steps % schedule.target_update_interval == 0:
+                self._update_targets(schedule.tau)
+        return {key: value / schedule.gradient_steps for key, value in sums.items()}
+
+    @torch.no_grad()
+    def _update_targets(self, tau: float) -> None:
+        for online, target in self._target_pairs:
+            online_params, target_params = list(online.parameters()), list(target.parameters())
+            if tau == 1.0:
+                torch._foreach_copy_(target_params, online_params)
+            else:
+                torch._foreach_lerp_(target_params, online_params, tau)
+            for online_buffer, target_buffer in zip(online.buffers(), target.buffers()):
+                target_buffer.copy_(online_buffer)
+
     def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float]:
         weighted: list[torch.Tensor] = []
         names: list[str] = []
@@ -455,11 +565,12 @@ class Trainer:
             raise NonFiniteLossError(_non_finite_terms(values))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm))
-        if not math.isfinite(grad_norm):
-            raise NonFiniteLossError(f"the gradient norm is {grad_norm} although every loss term is finite (agents: {[a.name for a in self.agents]})")
+        if self.schedule.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm))
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLossError(f"the gradient norm is {grad_norm} although every loss term is finite (agents: {[a.name for a in self.agents]})")
+            values["trainer/grad_norm"] = grad_norm
         self.optimizer.step()
-        values["trainer/grad_norm"] = grad_norm
         values["trainer/loss"] = float(total.detach())
         return values
 

@@ -1,0 +1,263 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications") for Box
+actions, trained off-policy from the Trainer's replay buffer.
+
+Defaults are Stable-Baselines3's ``SAC``: lr 3e-4 for actor, critics and temperature, batch 256,
+one gradient step per env step after 100 random steps, Polyak target updates with tau 0.005, twin
+critics and a squashed Gaussian actor of (256, 256) ReLU MLPs, log-std clamped to [-20, 2],
+automatic entropy tuning toward ``-dim(action)`` starting from a temperature of 1.
+
+One difference from SB3: the Trainer sums the critic, actor and temperature losses into one
+optimizer step, so the actor's loss sees the critics as they were before this step's critic update
+(SB3 updates the critics first). The actor's gradient never reaches the critics: its Q estimate
+uses detached copies of their parameters.
+
+Reward streams: each critic has one output per stream in the composition; each output is trained on
+its stream's reward with the stream's discount (non-episodic streams bootstrap through terminal
+states), the entropy bonus belongs to the extrinsic stream, and the actor maximizes the
+``coef``-weighted sum.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from rl_agents.agent import (
+    ACTION,
+    EXTRINSIC,
+    NEXT_OBS,
+    N_STEPS,
+    OBS,
+    TERMINATED,
+    Agent,
+    Batch,
+    CompositionError,
+    DataSpec,
+    EnvContext,
+    ReplaySchedule,
+    RewardStream,
+)
+from rl_agents.nets import flat_dim
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def relu_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianActor(nn.Module):
+    """A Gaussian over pre-squash actions; actions are ``tanh`` of a sample, in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], log_std_range: tuple[float, float]):
+        super().__init__()
+        self.body = relu_mlp(obs_dim, hidden[:-1], hidden[-1]) if hidden else nn.Identity()
+        width = hidden[-1] if hidden else obs_dim
+        self.mean = nn.Linear(width, action_dim)
+        self.log_std = nn.Linear(width, action_dim)
+        self.log_std_range = log_std_range
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.relu(self.body(obs))
+        return self.mean(features), self.log_std(features).clamp(*self.log_std_range)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action in [-1, 1], its log-probability), reparameterized so gradients reach the actor."""
+        mean, log_std = self(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator else mean.device)
+        noise = noise.to(mean.device)
+        pre_squash = mean + log_std.exp() * noise
+        action = torch.tanh(pre_squash)
+        gaussian = (-0.5 * noise.square() - log_std - LOG_SQRT_2PI).sum(-1)
+        # tanh's change of variables; 1e-6 keeps the log finite at the boundary (as SB3 and CleanRL do)
+        log_prob = gaussian - torch.log(1.0 - action.square() + 1e-6).sum(-1)
+        return action, log_prob
+
+
+class Critic(nn.Module):
+    """Q(s, a): one output per reward stream."""
+
+    def __init__(self, obs_dim: int, action_dim: int, num_streams: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = relu_mlp(obs_dim + action_dim, hidden, num_streams)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1))
+
+
+class SAC(Agent):
+    """SAC with twin critics, target critics and automatic entropy tuning.
+
+    Args:
+        lr: Adam learning rate of the actor (and of the critics and temperature unless given).
+        critic_lr, alpha_lr: learning rates of the critics and the temperature (default ``lr``).
+        gamma: discount of the extrinsic stream.
+        alpha: initial entropy temperature.
+        autotune: learn the temperature toward ``target_entropy`` (default ``-dim(action)``).
+        hidden: MLP widths of actor and critics.
+    """
+
+    acts = True
+    default_name = "sac"
+
+    def __init__(
+        self,
+        *,
+        lr: float = 3e-4,
+        critic_lr: float | None = None,
+        alpha_lr: float | None = None,
+        gamma: float = 0.99,
+        ext_coef: float = 1.0,
+        alpha: float = 1.0,
+        autotune: bool = True,
+        target_entropy: float | None = None,
+        hidden: tuple[int, ...] = (256, 256),
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        name: str | None = None,
+        loss_weight: float = 1.0,
+    ):
+        super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.critic_lr = critic_lr
+        self.alpha_lr = alpha_lr
+        self.gamma = gamma
+        self.ext_coef = ext_coef
+        self.initial_alpha = alpha
+        self.autotune = autotune
+        self.target_entropy = target_entropy
+        self.hidden = tuple(hidden)
+        self.log_std_range = (log_std_min, log_std_max)
+        self.streams: tuple[RewardStream, ...] = ()
+
+    # ------------------------------------------------------------------ composition
+    def reward_streams(self) -> tuple[RewardStream, ...]:
+        return (RewardStream(EXTRINSIC, gamma=self.gamma, episodic=True, coef=self.ext_coef),)
+
+    def bind(self, ctx: EnvContext) -> None:
+        super().bind(ctx)
+        space, obs_space = ctx.action_space, ctx.observation_space
+        if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.floating):
+            raise CompositionError(f"agent {self.name!r} needs a float Box action space, got {space} (for discrete actions use DQN)")
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise CompositionError(f"agent {self.name!r} needs finite action bounds to squash into, got {space}")
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) > 2:
+            raise CompositionError(f"agent {self.name!r} needs vector observations, got {obs_space}")
+        self.streams = ctx.streams
+        obs_dim, action_dim, num_streams = flat_dim(obs_space), int(np.prod(space.shape)), len(self.streams)
+        self.action_shape = tuple(space.shape)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, self.hidden, self.log_std_range)
+        self.critics = nn.ModuleList([Critic(obs_dim, action_dim, num_streams, self.hidden) for _ in range(2)])
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(self.initial_alpha)), requires_grad=self.autotune)
+        if self.target_entropy is None:
+            self.target_entropy = -float(action_dim)
+        low, high = torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
+        self.register_buffer("action_center", ((high + low) / 2).reshape(-1), persistent=False)
+        self.register_buffer("action_half_range", ((high - low) / 2).reshape(-1), persistent=False)
+        self.register_buffer("stream_coefs", torch.tensor([s.coef for s in self.streams]), persistent=False)
+        self.register_buffer("stream_gammas", torch.tensor([s.gamma for s in self.streams]), persistent=False)
+        self.register_buffer("stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False)
+        self.register_buffer("is_extrinsic", torch.tensor([float(s.name == EXTRINSIC) for s in self.streams]), persistent=False)
+
+    def data_spec(self) -> DataSpec:
+        needs = {OBS, ACTION, NEXT_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
+        return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}))
+
+    def param_groups(self) -> list[dict]:
+        groups = [
+            {"params": list(self.actor.parameters()), "lr": self.lr, "name": "actor"},
+            {"params": list(self.critics.parameters()), "lr": self.critic_lr or self.lr, "name": "critics"},
+        ]
+        if self.autotune:
+            groups.append({"params": [self.log_alpha], "lr": self.alpha_lr or self.lr, "name": "alpha"})
+        return groups
+
+    def suggested_schedule(self) -> ReplaySchedule:
+        return ReplaySchedule(
+            buffer_size=1_000_000, batch_size=256, learning_starts=100, train_frequency=1, gradient_steps=1,
+            target_update_interval=1, tau=0.005, n_step=1, max_grad_norm=None,
+        )
+
+    def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critics, self.target_critics)]
+
+    def loss_terms(self) -> dict[str, str]:
+        terms = {
+            "critic": f"0.5 x squared soft TD error of both critics, summed over {len(self.streams)} stream output(s)",
+            "actor": "alpha x log pi(a|s) - min over critics of the coef-weighted Q(s, a), a ~ pi",
+        }
+        if self.autotune:
+            terms["alpha"] = f"-log(alpha) x (log pi(a|s) + target entropy {self.target_entropy:g})"
+        return terms
+
+    # ------------------------------------------------------------------ acting
+    def _flat(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().reshape(obs.shape[0], -1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
+        flat = self._flat(obs)
+        if deterministic:
+            return {ACTION: torch.tanh(self.actor(flat)[0])}
+        action, _ = self.actor.sample(flat, self.generator)
+        return {ACTION: action}
+
+    def random_act(self, num_envs: int) -> Batch:
+        shape = (num_envs, int(self.action_center.numel()))
+        return {ACTION: torch.rand(shape, generator=self.generator, device=self.generator.device) * 2 - 1}
+
+    def env_action(self, outputs: Batch) -> torch.Tensor:
+        action = self.action_center + self.action_half_range * outputs[ACTION]
+        return action.reshape(-1, *self.action_shape)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    # ------------------------------------------------------------------ loss
+    def _soft_target(self, minibatch: Batch) -> torch.Tensor:
+        """``[batch, streams]``: r + gamma^n (1 - terminal) (min target Q(s', a') - alpha log pi(a'|s'))."""
+        with torch.no_grad():
+            next_obs = self._flat(minibatch[NEXT_OBS])
+            next_action, next_log_prob = self.actor.sample(next_obs, self.generator)
+            next_q = torch.minimum(*(critic(next_obs, next_action) for critic in self.target_critics))
+            next_q = next_q - self.alpha * next_log_prob.unsqueeze(1) * self.is_extrinsic
+            rewards = torch.stack([minibatch[stream.key].float() for stream in self.streams], dim=1)
+            discount = self.stream_gammas ** minibatch[N_STEPS].unsqueeze(1)
+            bootstrap = 1.0 - minibatch[TERMINATED].float().unsqueeze(1) * self.stream_episodic
+            return rewards + discount * bootstrap * next_q
+
+    def _policy_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """min over critics of the coef-weighted Q, with gradients to the action only."""
+        values = []
+        for critic in self.critics:
+            frozen = {name: param.detach() for name, param in critic.named_parameters()}
+            values.append(functional_call(critic, frozen, (obs, action)) @ self.stream_coefs)
+        return torch.minimum(*values)
+
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        obs, action = self._flat(minibatch[OBS]), minibatch[ACTION]
+        target = self._soft_target(minibatch)
+        q_values = [critic(obs, action) for critic in self.critics]
+        critic_loss = 0.5 * sum((q - target).square().mean(dim=0).sum() for q in q_values)
+        policy_action, log_prob = self.actor.sample(obs, self.generator)
+        actor_loss = (self.alpha * log_prob - self._policy_value(obs, policy_action)).mean()
+        terms = {"critic": critic_loss, "actor": actor_loss}
+        if self.autotune:
+            terms["alpha"] = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        metrics = {"q_mean": q_values[0].detach().mean(), "alpha": self.alpha, "entropy": -log_prob.detach().mean()}
+        return terms, metrics

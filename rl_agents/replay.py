@@ -1,0 +1,132 @@
+"""Replay buffer for off-policy learners: a ring of ``[capacity, num_envs, ...]`` host tensors.
+
+Chunks of ``[T, num_envs, ...]`` transitions (already preprocessed, so exploration bonuses' rewards
+are stored with them) are appended along time; the oldest are overwritten once the ring is full.
+Keeping each env's transitions in time order is what makes n-step returns possible at sampling time.
+
+Sampling is uniform over the stored transitions that are real (``valid``): the reset step of a
+next-step autoreset is stored, to keep the time axis regular, but never sampled.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rl_agents.agent import NEXT_OBS, N_STEPS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+
+
+class ReplayBuffer:
+    """Args:
+    capacity: vector steps kept (``buffer_size // num_envs``); each holds ``num_envs`` transitions.
+    device: where sampled minibatches are returned; the ring itself stays in host memory.
+    """
+
+    def __init__(self, capacity: int, num_envs: int, device: torch.device):
+        if capacity < 1:
+            raise ValueError(f"the replay buffer must hold at least one vector step, got capacity {capacity}")
+        self.capacity = capacity
+        self.num_envs = num_envs
+        self.device = device
+        self.data: Batch = {}
+        self.position = 0  # next vector step to write
+        self.size = 0  # vector steps stored
+
+    def __len__(self) -> int:
+        return self.size * self.num_envs
+
+    def add(self, chunk: Batch) -> None:
+        """Append ``[T, num_envs, ...]`` tensors (the same keys every time, ``valid`` among them)."""
+        if VALID not in chunk:
+            raise KeyError("a replay chunk needs the 'valid' mask")
+        length = next(iter(chunk.values())).shape[0]
+        if not self.data:
+            self._allocate(chunk)
+        for start in range(0, length, self.capacity):  # a chunk longer than the ring keeps its newest part
+            piece = {key: value[start:start + self.capacity] for key, value in chunk.items()}
+            self._write(piece, min(self.capacity, length - start))
+
+    def _allocate(self, chunk: Batch) -> None:
+        for key, value in chunk.items():
+            self.data[key] = torch.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
+
+    def _write(self, piece: Batch, length: int) -> None:
+        rows = (torch.arange(length) + self.position) % self.capacity
+        for key, stored in self.data.items():
+            if key not in piece:
+                raise KeyError(f"replay chunk lacks {key!r}, which earlier chunks had")
+            stored[rows] = piece[key].to("cpu")
+        self.position = (self.position + length) % self.capacity
+        self.size = min(self.size + length, self.capacity)
+
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        n_step: int = 1,
+        streams: tuple[RewardStream, ...] = (),
+    ) -> Batch:
+        """``batch_size`` uniformly drawn valid transitions as flat ``[batch_size, ...]`` tensors.
+
+        With ``n_step`` > 1 each row looks ahead up to n steps in its env, stopping where the episode
+        ended or the newest data is: ``next_obs``, ``terminated`` and ``truncated`` come from the last
+        step reached, each stream's reward is its ``gamma``-discounted sum and ``n_steps`` says how many
+        steps were summed.
+        """
+        steps, envs = self._draw(batch_size, generator)
+        rows = {key: value[steps, envs] for key, value in self.data.items()}
+        count = torch.ones(batch_size, dtype=torch.int64)
+        if n_step > 1:
+            count = self._add_n_step(rows, steps, envs, n_step, streams)
+        rows[N_STEPS] = count.float()
+        return {key: value.to(self.device, non_blocking=True) for key, value in rows.items()}
+
+    def _draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rejection sampling: uniform over valid transitions (invalid ones are rare reset steps)."""
+        valid = self.data[VALID][: self.size].reshape(-1)
+        if not bool(valid.any()):
+            raise RuntimeError("the replay buffer holds no valid transition to sample")
+        chosen: list[torch.Tensor] = []
+        needed = batch_size
+        while needed > 0:
+            draw = torch.randint(len(valid), (needed * 2,), generator=generator, device=generator.device).cpu()
+            kept = draw[valid[draw]][:needed]
+            chosen.append(kept)
+            needed -= len(kept)
+        flat = torch.cat(chosen)
+        return flat // self.num_envs, flat % self.num_envs
+
+    def _add_n_step(
+        self, rows: Batch, steps: torch.Tensor, envs: torch.Tensor, n_step: int, streams: tuple[RewardStream, ...]
+    ) -> torch.Tensor:
+        newer = (self.position - 1 - steps) % self.capacity  # stored steps after each sampled one
+        done = self.data[TERMINATED] | self.data[TRUNCATED]
+        alive = ~(done[steps, envs])  # whether the look-ahead may continue past the current step
+        last = steps.clone()
+        count = torch.ones_like(steps)
+        for offset in range(1, n_step):
+            reach = alive & (newer >= offset)
+            ahead = (steps + offset) % self.capacity
+            for stream in streams:
+                reward = self.data[stream.key][ahead, envs]
+                rows[stream.key] = rows[stream.key] + torch.where(reach, stream.gamma**offset * reward, 0.0)
+            last = torch.where(reach, ahead, last)
+            count = count + reach.long()
+            alive = reach & ~done[ahead, envs]
+        for key in (NEXT_OBS, TERMINATED, TRUNCATED):
+            if key in self.data:
+                rows[key] = self.data[key][last, envs]
+        return count
+
+    def state_tensors(self) -> Batch:
+        """The stored data (first ``size`` steps of the ring) for checkpoints."""
+        return {key: value[: self.size].clone() for key, value in self.data.items()}
+
+    def restore(self, tensors: Batch, *, position: int, size: int) -> None:
+        """Inverse of :meth:`state_tensors` (shapes checked by the caller)."""
+        self.data = {}
+        for key, value in tensors.items():
+            stored = torch.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
+            stored[:size] = value
+            self.data[key] = stored
+        self.position, self.size = position, size
