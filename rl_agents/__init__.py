@@ -1,22 +1,23 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
 from rl_agents.agent import Agent, CompositionError, DataSpec, EnvContext, ReplaySchedule, RewardStream, Schedule
-from rl_agents.agents import A2C, DQN, PPO, RND, SAC
+from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
 from rl_agents.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "A2C",
+    "DQN",
+    "ICM",
+    "PPO",
+    "RND",
+    "SAC",
     "Agent",
     "CompositionError",
-    "DQN",
     "DataSpec",
     "EnvContext",
     "NonFiniteLossError",
-    "PPO",
-    "RND",
     "ReplaySchedule",
     "RewardStream",
-    "SAC",
     "Schedule",
     "Trainer",
 ]

@@ -30,11 +30,14 @@ TRUNCATED = "truncated"
 VALID = "valid"  # False for the reset step after a next-step autoreset: not a real transition
 EXTRINSIC = "extrinsic"
 ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, f"reward/{EXTRINSIC}"})
-# Only in minibatches sampled from a replay buffer: env steps between ``obs`` and ``next_obs`` (1 unless
-# the schedule uses n-step returns; fewer than n where the episode ended or the newest data is reached).
-# Every ``reward/<stream>`` of such a row is the stream's discounted sum over those steps.
+# Only in minibatches sampled from a replay buffer, for n-step returns: ``bootstrap_obs`` is the
+# observation to bootstrap from, ``n_steps`` env steps after ``obs`` (1 unless the schedule uses n-step
+# returns; fewer than n where the episode ended or the newest data is reached). In such rows every
+# ``reward/<stream>`` is the stream's discounted sum over those steps and ``terminated``/``truncated``
+# say whether the episode ended within them; ``next_obs`` stays the one-step next observation.
 N_STEPS = "n_steps"
-REPLAY_KEYS = frozenset({N_STEPS})
+BOOTSTRAP_OBS = "bootstrap_obs"
+REPLAY_KEYS = frozenset({N_STEPS, BOOTSTRAP_OBS})
 
 
 class CompositionError(ValueError):

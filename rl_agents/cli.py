@@ -130,8 +130,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         source = args.config
     else:
         env_id = args.env or "CartPole-v1"
-        raw = load_preset(env_id)
-        source = f"preset {env_id}" if preset_path(env_id) else "defaults"
+        learner = parse_agent_names(args.agents)[0] if getattr(args, "agents", None) else None
+        raw = load_preset(env_id, learner)
+        path = preset_path(env_id, learner)
+        source = f"preset {path.stem}" if path else "defaults"
     if getattr(args, "env", None):
         raw["env"] = args.env
     if getattr(args, "agents", None):
@@ -294,11 +296,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         agents.add_row(name, "yes" if cls.acts else "no", doc)
     console.print(agents)
-    presets = Table(title="presets (rl-agents train --env ID)")
+    presets = Table(title="presets (rl-agents train --env ID [--agents NAMES])")
     presets.add_column("env")
     presets.add_column("agents")
-    for env_id in list_presets():
-        presets.add_row(env_id, str(load_preset(env_id).get("agents", "ppo")))
+    for name in list_presets():
+        preset = load_yaml(preset_path(name))
+        presets.add_row(str(preset.get("env", name)), str(preset.get("agents", "ppo")))
     console.print(presets)
     families = Table(title="environment families")
     families.add_column("family")

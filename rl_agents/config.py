@@ -158,19 +158,36 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
-def preset_path(env_id: str) -> Path | None:
-    candidate = resources.files("rl_agents") / "presets" / f"{env_id.replace('/', '_')}.yaml"
-    return Path(str(candidate)) if candidate.is_file() else None
+def preset_path(env_id: str, agent: str | None = None) -> Path | None:
+    """The shipped preset for ``env_id``: ``<env>.<agent>.yaml`` when ``agent`` has one, else ``<env>.yaml``."""
+    folder = resources.files("rl_agents") / "presets"
+    base = env_id.replace("/", "_")
+    for name in ([f"{base}.{agent}.yaml"] if agent else []) + [f"{base}.yaml"]:
+        candidate = folder / name
+        if candidate.is_file():
+            return Path(str(candidate))
+    return None
 
 
 def list_presets() -> list[str]:
+    """Preset names: ``<env>`` or ``<env>.<agent>``."""
     folder = resources.files("rl_agents") / "presets"
     return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
-def load_preset(env_id: str) -> dict[str, Any]:
-    path = preset_path(env_id)
-    return load_yaml(path) if path is not None else {"env": env_id}
+def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
+    """The preset tuned for ``env_id`` (and for ``agent`` as the learner, when one ships).
+
+    A preset tuned for another learner keeps only what does not depend on it: env, steps and the
+    number of envs."""
+    path = preset_path(env_id, agent)
+    if path is None:
+        return {"env": env_id}
+    raw = load_yaml(path)
+    if agent is not None and parse_agent_names(raw.get("agents", RunConfig.agents))[0] != agent:
+        trainer = {key: value for key, value in (raw.get("trainer") or {}).items() if key in ("num_envs", "vectorization")}
+        raw = {"env": raw.get("env", env_id), "steps": raw.get("steps", RunConfig.steps), "trainer": trainer}
+    return raw
 
 
 def build_agents(config: RunConfig) -> list[Agent]:

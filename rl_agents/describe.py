@@ -8,8 +8,27 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
+from rl_agents.agent import ReplaySchedule
 from rl_agents.composition import ENV_PROVIDER
 from rl_agents.trainer import Trainer
+
+
+def _schedule_text(trainer: Trainer) -> str:
+    schedule = trainer.schedule
+    if isinstance(schedule, ReplaySchedule):
+        target = "hard copy" if schedule.tau == 1.0 else f"Polyak tau {schedule.tau:g}"
+        return (
+            f"off-policy: replay of {schedule.buffer_size:,} transitions, random actions for the first "
+            f"{schedule.learning_starts:,} steps, then every {schedule.train_frequency} x {trainer.num_envs} env steps "
+            f"{schedule.gradient_steps} gradient step(s) on {schedule.batch_size} sampled transitions, "
+            f"{schedule.n_step}-step returns, target update ({target}) every {schedule.target_update_interval} "
+            f"gradient steps, grad-norm clip {schedule.max_grad_norm}"
+        )
+    return (
+        f"on-policy: {schedule.num_steps} steps x {trainer.num_envs} envs per rollout, {schedule.num_epochs} epochs x "
+        f"{schedule.num_minibatches} minibatches, grad-norm clip {schedule.max_grad_norm}, "
+        f"lr annealing {'on' if schedule.anneal_lr else 'off'}"
+    )
 
 
 def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
@@ -20,13 +39,7 @@ def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
     header.add_row("observation space", str(envs.single_observation_space))
     header.add_row("action space", str(envs.single_action_space))
     header.add_row("acting agent", composition.acting.name)
-    schedule = trainer.schedule
-    header.add_row(
-        "schedule",
-        f"{schedule.num_steps} steps x {trainer.num_envs} envs per rollout, {schedule.num_epochs} epochs x "
-        f"{schedule.num_minibatches} minibatches, grad-norm clip {schedule.max_grad_norm}, "
-        f"lr annealing {'on' if schedule.anneal_lr else 'off'}",
-    )
+    header.add_row("schedule", _schedule_text(trainer))
     header.add_row("device", str(trainer.device))
     return Group(
         Panel(header, title="composition"),

@@ -149,3 +149,60 @@ class NatureCNN(nn.Module):
 
 def flat_dim(space: gym.spaces.Box) -> int:
     return int(np.prod(space.shape))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Trunks of the exploration-bonus networks (RND, ICM): LeakyReLU features of normalized observations.
+
+
+class ImageInput(nn.Module):
+    """Puts image batches channels first; the convolutions see already-normalized floats."""
+
+    def __init__(self, channels_last: bool):
+        super().__init__()
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
+
+
+def conv_trunk(observation_space: gym.spaces.Box) -> tuple[nn.Sequential, int]:
+    """Convolutions + flatten for normalized image observations; returns (trunk, output width).
+
+    Frames of 36 pixels or more get the Nature convolutions with LeakyReLU (as in Burda et al.'s RND);
+    small views (MiniGrid 7x7) get three 2x2 convolutions without pooling.
+    """
+    channels, height, width, channels_last = image_layout(observation_space.shape)
+    if min(height, width) >= 36:
+        convs = nature_convs(channels, nn.LeakyReLU)  # CleanRL / Burda et al.
+    else:
+        # Small views (MiniGrid 7x7): 2x2 kernels without pooling. Pooling (as in the policy's MiniGrid
+        # encoder) makes a novelty model generalize to unseen views, which blunts the novelty signal.
+        convs = [
+            layer_init(nn.Conv2d(channels, 32, 2)), nn.LeakyReLU(),
+            layer_init(nn.Conv2d(32, 64, 2)), nn.LeakyReLU(),
+            layer_init(nn.Conv2d(64, 64, 2)), nn.LeakyReLU(),
+        ]
+    trunk = nn.Sequential(ImageInput(channels_last), *convs, nn.Flatten())
+    with torch.no_grad():
+        sample = torch.zeros(1, height, width, channels) if channels_last else torch.zeros(1, channels, height, width)
+        out_dim = trunk(sample).shape[1]
+    return trunk, out_dim
+
+
+def mlp_trunk(observation_space: gym.spaces.Box, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
+    """Flatten + Linear/LeakyReLU layers of widths ``hidden``; returns (trunk, output width)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    last = flat_dim(observation_space)
+    for width in hidden:
+        layers += [layer_init(nn.Linear(last, width)), nn.LeakyReLU()]
+        last = width
+    return nn.Sequential(*layers), last
+
+
+def uses_convolutions(space: gym.spaces.Box) -> bool:
+    """Whether :func:`conv_trunk` applies: an image space of at least 4x4 pixels."""
+    if not is_image_space(space):
+        return False
+    _, height, width, _ = image_layout(space.shape)
+    return min(height, width) >= 4  # three 2x2 convolutions need at least 4 pixels

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rl_agents.agent import Agent
-from rl_agents.agents import A2C, DQN, PPO, RND, SAC
+from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
 
 AGENTS: dict[str, type[Agent]] = {
     "a2c": A2C,
     "dqn": DQN,
+    "icm": ICM,
     "ppo": PPO,
     "rnd": RND,
     "sac": SAC,

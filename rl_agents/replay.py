@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from rl_agents.agent import NEXT_OBS, N_STEPS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+from rl_agents.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
 
 
 class ReplayBuffer:
@@ -68,14 +68,17 @@ class ReplayBuffer:
     ) -> Batch:
         """``batch_size`` uniformly drawn valid transitions as flat ``[batch_size, ...]`` tensors.
 
-        With ``n_step`` > 1 each row looks ahead up to n steps in its env, stopping where the episode
-        ended or the newest data is: ``next_obs``, ``terminated`` and ``truncated`` come from the last
-        step reached, each stream's reward is its ``gamma``-discounted sum and ``n_steps`` says how many
-        steps were summed.
+        Rows also hold ``bootstrap_obs`` and ``n_steps``. With ``n_step`` > 1 each row looks ahead up
+        to n steps in its env, stopping where the episode ended or the newest data is:
+        ``bootstrap_obs``, ``terminated`` and ``truncated`` come from the last step reached, each
+        stream's reward is its ``gamma``-discounted sum and ``n_steps`` says how many steps were summed;
+        ``next_obs`` stays the one-step next observation (e.g. for curiosity's dynamics models).
         """
         steps, envs = self._draw(batch_size, generator)
         rows = {key: value[steps, envs] for key, value in self.data.items()}
         count = torch.ones(batch_size, dtype=torch.int64)
+        if NEXT_OBS in rows:
+            rows[BOOTSTRAP_OBS] = rows[NEXT_OBS]
         if n_step > 1:
             count = self._add_n_step(rows, steps, envs, n_step, streams)
         rows[N_STEPS] = count.float()
@@ -113,9 +116,10 @@ class ReplayBuffer:
             last = torch.where(reach, ahead, last)
             count = count + reach.long()
             alive = reach & ~done[ahead, envs]
-        for key in (NEXT_OBS, TERMINATED, TRUNCATED):
-            if key in self.data:
-                rows[key] = self.data[key][last, envs]
+        for key in (TERMINATED, TRUNCATED):
+            rows[key] = self.data[key][last, envs]
+        if NEXT_OBS in self.data:
+            rows[BOOTSTRAP_OBS] = self.data[NEXT_OBS][last, envs]
         return count
 
     def state_tensors(self) -> Batch:

@@ -259,7 +259,7 @@ class Trainer:
         obs_space = self.envs.single_observation_space
         self._obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         storage.allocate_host(OBS, tuple(obs_space.shape), self._obs_dtype)
-        if NEXT_OBS in keys:
+        if NEXT_OBS in keys or self.off_policy:  # the replay buffer bootstraps from it
             storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), self._obs_dtype)
         for key in (TERMINATED, TRUNCATED, VALID):
             storage.allocate_host(key, (), torch.bool)
@@ -464,7 +464,7 @@ class Trainer:
 
     @property
     def _replay_keys(self) -> frozenset[str]:
-        return self.composition.used_keys | {VALID, TERMINATED, TRUNCATED} | {stream.key for stream in self.streams}
+        return self.composition.used_keys | {NEXT_OBS, VALID, TERMINATED, TRUNCATED} | {stream.key for stream in self.streams}
 
     def _accumulate(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():

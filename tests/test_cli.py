@@ -115,3 +115,40 @@ def test_corrupt_checkpoint_is_refused_clearly(trained_run: Path, tmp_path: Path
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
     result = rl_agents("--debug", "train", "missing.yaml", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "agents", "settings"),
+    [
+        ("CartPole-v1", "dqn+rnd", ["--set", "trainer.learning_starts=200", "--set", "trainer.train_frequency=16"]),
+        ("Pendulum-v1", "sac+rnd", ["--set", "trainer.learning_starts=200", "--set", "sac.hidden=[32]"]),
+        ("CartPole-v1", "a2c+rnd", []),
+    ],
+)
+def test_train_runs_every_learner_with_a_bonus_from_the_command_line(env: str, agents: str, settings: list[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = rl_agents(
+        "train", "--env", env, "--agents", agents, "--steps", "600", "--quiet", "--set", "trainer.log_interval=200",
+        *settings, "--out", str(run),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    learner, bonus = agents.split("+")
+    assert any(row.get(f"{bonus}/loss/predictor") for row in rows)
+    assert any(key.startswith(f"{learner}/loss/") and row[key] for row in rows for key in row)
+    assert (run / "learning_curve.png").is_file()
+
+
+def test_a_learner_specific_preset_is_used_and_others_lose_their_schedule() -> None:
+    from rl_agents.config import config_from_dict, load_preset
+
+    assert config_from_dict(load_preset("CartPole-v1", "dqn")).trainer.train_frequency == 256
+    # the CartPole preset is tuned for PPO: for SAC's sake only env, steps and num_envs remain
+    assert load_preset("CartPole-v1", "sac") == {"env": "CartPole-v1", "steps": 100000, "trainer": {"num_envs": 8}}
+
+
+def test_an_on_policy_setting_for_an_off_policy_learner_is_a_one_line_error() -> None:
+    result = rl_agents("train", "--env", "CartPole-v1", "--agents", "dqn", "--set", "trainer.num_epochs=3", "--steps", "100")
+    assert result.returncode == 2
+    assert "'num_epochs' does not apply: agent 'dqn' trains off-policy" in result.stderr
+    assert "Traceback" not in result.stderr

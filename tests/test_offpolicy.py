@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rl_agents import DQN, PPO, RND, SAC, CompositionError, ReplaySchedule, Trainer
-from rl_agents.agent import ACTION, NEXT_OBS, N_STEPS, OBS, TERMINATED, RewardStream
+from rl_agents.agent import ACTION, BOOTSTRAP_OBS, N_STEPS, OBS, TERMINATED, RewardStream
 from tests.helpers import bind_standalone
 
 
@@ -51,7 +51,7 @@ def test_double_dqn_target_evaluates_the_online_argmax_with_the_target_network()
     online = [[[0.0], [0.0]], [[5.0], [1.0]]]
     target = [[[0.0], [0.0]], [[2.0], [7.0]]]
     batch = {
-        NEXT_OBS: torch.tensor([[1.0], [1.0]]),
+        BOOTSTRAP_OBS: torch.tensor([[1.0], [1.0]]),
         "reward/extrinsic": torch.tensor([1.0, 1.0]),
         TERMINATED: torch.tensor([False, True]),
         N_STEPS: torch.tensor([1.0, 1.0]),
@@ -68,7 +68,7 @@ def test_dqn_target_uses_gamma_to_the_n_and_bootstraps_non_episodic_streams_thro
     target = [[[0.0, 0.0], [0.0, 0.0]], [[8.0, 20.0], [4.0, 30.0]]]
     agent = tabular_dqn(online, target, streams=streams)
     batch = {
-        NEXT_OBS: torch.tensor([[1.0]]),
+        BOOTSTRAP_OBS: torch.tensor([[1.0]]),
         "reward/extrinsic": torch.tensor([1.0]),
         "reward/bonus": torch.tensor([2.0]),
         TERMINATED: torch.tensor([True]),
@@ -85,7 +85,7 @@ def test_dqn_huber_loss_on_the_taken_action() -> None:
     batch = {
         OBS: torch.tensor([[0.0], [0.0]]),
         ACTION: torch.tensor([0, 1]),
-        NEXT_OBS: torch.tensor([[1.0], [1.0]]),
+        BOOTSTRAP_OBS: torch.tensor([[1.0], [1.0]]),
         "reward/extrinsic": torch.tensor([1.5, 1.0]),
         TERMINATED: torch.tensor([True, True]),
         N_STEPS: torch.tensor([1.0, 1.0]),
@@ -130,7 +130,7 @@ def test_sac_temperature_loss_and_its_gradient() -> None:
     batch = {
         OBS: torch.randn(4, 3),
         ACTION: torch.rand(4, 2) * 2 - 1,
-        NEXT_OBS: torch.randn(4, 3),
+        BOOTSTRAP_OBS: torch.randn(4, 3),
         "reward/extrinsic": torch.ones(4),
         TERMINATED: torch.zeros(4, dtype=torch.bool),
         N_STEPS: torch.ones(4),
@@ -139,7 +139,7 @@ def test_sac_temperature_loss_and_its_gradient() -> None:
     terms, metrics = agent.loss(batch)
     # replay the two draws the loss made (next actions, then policy actions) to get its log-probs
     agent.generator.set_state(state)
-    agent.actor.sample(batch[NEXT_OBS], agent.generator)
+    agent.actor.sample(batch[BOOTSTRAP_OBS], agent.generator)
     _, log_prob = agent.actor.sample(batch[OBS], agent.generator)
     expected = -math.log(0.5) * float((log_prob.detach() + agent.target_entropy).mean())
     assert float(terms["alpha"].detach()) == pytest.approx(expected, rel=1e-5)
@@ -157,7 +157,7 @@ def test_sac_soft_target_hand_computed() -> None:
             nn.init.zeros_(param)
         critic.net[-1].bias.data.fill_(offset)
     batch = {
-        NEXT_OBS: torch.randn(2, 3),
+        BOOTSTRAP_OBS: torch.randn(2, 3),
         "reward/extrinsic": torch.tensor([1.0, 2.0]),
         TERMINATED: torch.tensor([False, True]),
         N_STEPS: torch.tensor([1.0, 2.0]),
@@ -165,7 +165,7 @@ def test_sac_soft_target_hand_computed() -> None:
     state = agent.generator.get_state()
     target = agent._soft_target(batch)[:, 0]
     agent.generator.set_state(state)
-    _, next_log_prob = agent.actor.sample(batch[NEXT_OBS], agent.generator)
+    _, next_log_prob = agent.actor.sample(batch[BOOTSTRAP_OBS], agent.generator)
     expected_first = 1.0 + 0.9 * (1.0 - 0.25 * float(next_log_prob[0]))
     assert target.tolist() == pytest.approx([expected_first, 2.0], rel=1e-5)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_agents.agent import NEXT_OBS, N_STEPS, OBS, TERMINATED, TRUNCATED, VALID, RewardStream
+from rl_agents.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, RewardStream
 from rl_agents.replay import ReplayBuffer
 
 EXT = RewardStream("extrinsic", gamma=0.5)
@@ -55,7 +55,7 @@ def test_sampling_is_uniform_over_valid_rows_and_never_returns_invalid_ones() ->
     assert drawn[10] == 0 and drawn[21] == 0  # the two invalid rows
     for value in (0, 1, 11, 20, 30, 31):  # six valid rows, each about 1000 times
         assert 850 < drawn[value] < 1150, drawn
-    assert sample[N_STEPS].eq(1).all()
+    assert sample[N_STEPS].eq(1).all() and torch.equal(sample[BOOTSTRAP_OBS], sample[NEXT_OBS])
 
 
 def test_sampling_is_reproducible_from_the_generator() -> None:
@@ -82,15 +82,16 @@ def test_n_step_returns_against_hand_computed_references() -> None:
     row = only_row(buffer, 0.0, 3)
     assert float(row[EXT.key]) == pytest.approx(10.0)
     assert float(row[BONUS.key]) == pytest.approx(1 + 0.9 + 0.81)
-    assert float(row[NEXT_OBS][0]) == 30.0 and float(row[N_STEPS]) == 3 and not bool(row[TERMINATED])
+    assert float(row[BOOTSTRAP_OBS][0]) == 30.0 and float(row[N_STEPS]) == 3 and not bool(row[TERMINATED])
+    assert float(row[NEXT_OBS][0]) == 10.0  # next_obs stays the one-step next observation
     # from step 2 the episode terminates at step 3: 20 + 0.5 * 30 = 35, terminal, 2 steps
     row = only_row(buffer, 20.0, 3)
     assert float(row[EXT.key]) == pytest.approx(35.0)
-    assert float(row[N_STEPS]) == 2 and bool(row[TERMINATED]) and float(row[NEXT_OBS][0]) == 40.0
+    assert float(row[N_STEPS]) == 2 and bool(row[TERMINATED]) and float(row[BOOTSTRAP_OBS][0]) == 40.0
     # from step 6 only step 7 is newer: 60 + 0.5 * 70 = 95 over 2 steps, bootstrapping from 80
     row = only_row(buffer, 60.0, 3)
     assert float(row[EXT.key]) == pytest.approx(95.0)
-    assert float(row[N_STEPS]) == 2 and float(row[NEXT_OBS][0]) == 80.0
+    assert float(row[N_STEPS]) == 2 and float(row[BOOTSTRAP_OBS][0]) == 80.0
 
 
 def test_n_step_stops_at_truncation_and_keeps_the_truncated_flag() -> None:
@@ -106,7 +107,7 @@ def test_n_step_look_ahead_follows_the_ring_across_the_wrap() -> None:
     buffer.add(chunk([0, 1, 2, 3, 4, 5]))  # ring rows hold steps 4, 5, 2, 3
     row = only_row(buffer, 30.0, 3)  # step 3 at ring row 3, then steps 4 and 5 at rows 0 and 1
     assert float(row[EXT.key]) == pytest.approx(30 + 0.5 * 40 + 0.25 * 50)
-    assert float(row[N_STEPS]) == 3 and float(row[NEXT_OBS][0]) == 60.0
+    assert float(row[N_STEPS]) == 3 and float(row[BOOTSTRAP_OBS][0]) == 60.0
     row = only_row(buffer, 50.0, 3)  # the newest step: nothing to look ahead to
     assert float(row[EXT.key]) == pytest.approx(50.0) and float(row[N_STEPS]) == 1
 

@@ -24,7 +24,8 @@ from torch import nn
 
 from rl_agents.agent import (
     ACTION,
-    NEXT_OBS,
+    BOOTSTRAP_OBS,
+    EXTRINSIC,
     N_STEPS,
     OBS,
     TERMINATED,
@@ -33,7 +34,6 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
-    EXTRINSIC,
     ReplaySchedule,
     RewardStream,
 )
@@ -133,7 +133,7 @@ class DQN(Agent):
         self.register_buffer("stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False)
 
     def data_spec(self) -> DataSpec:
-        needs = {OBS, ACTION, NEXT_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
+        needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
         return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}))
 
     def suggested_schedule(self) -> ReplaySchedule:
@@ -183,7 +183,7 @@ class DQN(Agent):
     def td_target(self, minibatch: Batch) -> torch.Tensor:
         """``[batch, streams]``: r + gamma^n * (1 - terminal) * Q_target(s', a*) per stream."""
         with torch.no_grad():
-            next_obs = minibatch[NEXT_OBS]
+            next_obs = minibatch[BOOTSTRAP_OBS]
             next_target = self.target_network(next_obs)
             chooser = self.q_network(next_obs) if self.double else next_target
             best = (chooser @ self.stream_coefs).argmax(dim=1)

@@ -42,56 +42,10 @@ import torch
 from torch import nn
 
 from rl_agents.agent import NEXT_OBS, VALID, Agent, Batch, CompositionError, DataSpec, EnvContext, RewardStream
-from rl_agents.nets import flat_dim, image_layout, is_image_space, layer_init, nature_convs
+from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, uses_convolutions
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 
 INTRINSIC = "intrinsic"
-
-
-class _ImageInput(nn.Module):
-    """Puts image batches channels first; the convolutions see already-normalized floats."""
-
-    def __init__(self, channels_last: bool):
-        super().__init__()
-        self.channels_last = channels_last
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2) if self.channels_last else x
-
-
-def _conv_trunk(observation_space: gym.spaces.Box) -> tuple[nn.Sequential, int]:
-    channels, height, width, channels_last = image_layout(observation_space.shape)
-    if min(height, width) >= 36:
-        convs = nature_convs(channels, nn.LeakyReLU)  # CleanRL / Burda et al.
-    else:
-        # Small views (MiniGrid 7x7): 2x2 kernels without pooling. Pooling (as in the policy's MiniGrid
-        # encoder) makes the predictor generalize to unseen views, which blunts the novelty signal.
-        convs = [
-            layer_init(nn.Conv2d(channels, 32, 2)), nn.LeakyReLU(),
-            layer_init(nn.Conv2d(32, 64, 2)), nn.LeakyReLU(),
-            layer_init(nn.Conv2d(64, 64, 2)), nn.LeakyReLU(),
-        ]
-    trunk = nn.Sequential(_ImageInput(channels_last), *convs, nn.Flatten())
-    with torch.no_grad():
-        sample = torch.zeros(1, height, width, channels) if channels_last else torch.zeros(1, channels, height, width)
-        out_dim = trunk(sample).shape[1]
-    return trunk, out_dim
-
-
-def _mlp_trunk(observation_space: gym.spaces.Box, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = [nn.Flatten()]
-    last = flat_dim(observation_space)
-    for width in hidden:
-        layers += [layer_init(nn.Linear(last, width)), nn.LeakyReLU()]
-        last = width
-    return nn.Sequential(*layers), last
-
-
-def _uses_convolutions(space: gym.spaces.Box) -> bool:
-    if not is_image_space(space):
-        return False
-    _, height, width, _ = image_layout(space.shape)
-    return min(height, width) >= 4  # three 2x2 convolutions need at least 4 pixels
 
 
 class RND(Agent):
@@ -153,14 +107,14 @@ class RND(Agent):
                 f"agent {self.name!r} needs a numeric Box observation space, got {space}; "
                 "flatten or select it with a wrapper (e.g. minigrid.wrappers.ImgObsWrapper)"
             )
-        if _uses_convolutions(space):
+        if uses_convolutions(space):
             features = self.feature_dim or 512
-            target_trunk, trunk_dim = _conv_trunk(space)
-            predictor_trunk, _ = _conv_trunk(space)
+            target_trunk, trunk_dim = conv_trunk(space)
+            predictor_trunk, _ = conv_trunk(space)
         else:
             features = self.feature_dim or 64
-            target_trunk, trunk_dim = _mlp_trunk(space, self.hidden)
-            predictor_trunk, _ = _mlp_trunk(space, self.hidden)
+            target_trunk, trunk_dim = mlp_trunk(space, self.hidden)
+            predictor_trunk, _ = mlp_trunk(space, self.hidden)
         self.features = features
         self.target = nn.Sequential(target_trunk, layer_init(nn.Linear(trunk_dim, features)))
         self.predictor = nn.Sequential(

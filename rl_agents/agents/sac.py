@@ -30,8 +30,8 @@ from torch.func import functional_call
 
 from rl_agents.agent import (
     ACTION,
+    BOOTSTRAP_OBS,
     EXTRINSIC,
-    NEXT_OBS,
     N_STEPS,
     OBS,
     TERMINATED,
@@ -174,7 +174,7 @@ class SAC(Agent):
         self.register_buffer("is_extrinsic", torch.tensor([float(s.name == EXTRINSIC) for s in self.streams]), persistent=False)
 
     def data_spec(self) -> DataSpec:
-        needs = {OBS, ACTION, NEXT_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
+        needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
         return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}))
 
     def param_groups(self) -> list[dict]:
@@ -232,7 +232,7 @@ class SAC(Agent):
     def _soft_target(self, minibatch: Batch) -> torch.Tensor:
         """``[batch, streams]``: r + gamma^n (1 - terminal) (min target Q(s', a') - alpha log pi(a'|s'))."""
         with torch.no_grad():
-            next_obs = self._flat(minibatch[NEXT_OBS])
+            next_obs = self._flat(minibatch[BOOTSTRAP_OBS])
             next_action, next_log_prob = self.actor.sample(next_obs, self.generator)
             next_q = torch.minimum(*(critic(next_obs, next_action) for critic in self.target_critics))
             next_q = next_q - self.alpha * next_log_prob.unsqueeze(1) * self.is_extrinsic
