@@ -42,3 +42,23 @@ def test_ppo_with_rnd_drives_up_the_mountain_within_500k_steps() -> None:
     trainer.train(500_000, progress=False, stop_when=reached(-150.0))
     assert np.mean(trainer.episodes.returns[-20:]) >= -150.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
     assert trainer.episodes.returns[0] == -200.0  # it started out never reaching the flag
+
+
+def test_dqn_balances_cartpole_with_its_preset_within_100k_steps() -> None:
+    config = config_from_dict(load_preset("CartPole-v1", "dqn"))
+    trainer = make_trainer(config)
+    assert trainer.off_policy and trainer.acting.double
+    trainer.train(100_000, progress=False, stop_when=reached(400.0))
+    assert trainer.global_step <= 100_000
+    assert np.mean(trainer.episodes.returns[-20:]) >= 400.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
+    assert np.mean(trainer.episodes.returns[:20]) < 50.0  # it started from random actions
+
+
+def test_sac_swings_up_pendulum_with_its_preset_within_20k_steps() -> None:
+    config = config_from_dict(load_preset("Pendulum-v1", "sac"))
+    assert config.steps == 20_000
+    trainer = make_trainer(config)
+    trainer.train(config.steps, progress=False, stop_when=reached(-250.0, window=10))
+    assert trainer.global_step <= 20_000
+    assert np.mean(trainer.episodes.returns[-10:]) >= -250.0, f"last-10 mean {np.mean(trainer.episodes.returns[-10:])}"
+    assert np.mean(trainer.episodes.returns[:5]) < -900.0  # it started from a policy that could not swing up

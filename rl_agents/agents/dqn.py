@@ -4,7 +4,7 @@ off-policy from the Trainer's replay buffer.
 Defaults are Stable-Baselines3's ``DQN``: lr 1e-4, batch 32, train every 4 steps, Huber loss,
 gradients clipped to norm 10, epsilon decaying linearly from 1 to 0.05 over the first 10% of
 training, a hard target update every 10,000 env steps (2,500 gradient steps at one per 4 steps),
-MLP (64, 64) for vectors and the Nature CNN for frames. Unlike SB3's default, the target is the
+MLP (64, 64) for vectors and the Nature CNN for frames, Adam with eps 1e-8. Unlike SB3's default, the target is the
 double-DQN one (``double=False`` gives the max over the target network).
 
 Reward streams: DQN keeps one Q head per stream in the composition. The action's value is the
@@ -144,6 +144,9 @@ class DQN(Agent):
 
     def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.q_network, self.target_network)]
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.q_network.parameters()), "lr": self.lr, "eps": 1e-8}]  # SB3's Adam eps
 
     def loss_terms(self) -> dict[str, str]:
         kind = "Huber" if self.huber else "squared"

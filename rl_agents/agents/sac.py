@@ -4,7 +4,7 @@ actions, trained off-policy from the Trainer's replay buffer.
 Defaults are Stable-Baselines3's ``SAC``: lr 3e-4 for actor, critics and temperature, batch 256,
 one gradient step per env step after 100 random steps, Polyak target updates with tau 0.005, twin
 critics and a squashed Gaussian actor of (256, 256) ReLU MLPs, log-std clamped to [-20, 2],
-automatic entropy tuning toward ``-dim(action)`` starting from a temperature of 1.
+automatic entropy tuning toward ``-dim(action)`` starting from a temperature of 1, Adam with eps 1e-8.
 
 One difference from SB3: the Trainer sums the critic, actor and temperature losses into one
 optimizer step, so the actor's loss sees the critics as they were before this step's critic update
@@ -46,6 +46,7 @@ from rl_agents.agent import (
 from rl_agents.nets import flat_dim
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+ADAM_EPS = 1e-8  # PyTorch's default, which SB3's SAC uses
 
 
 def relu_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
@@ -179,11 +180,11 @@ class SAC(Agent):
 
     def param_groups(self) -> list[dict]:
         groups = [
-            {"params": list(self.actor.parameters()), "lr": self.lr, "name": "actor"},
-            {"params": list(self.critics.parameters()), "lr": self.critic_lr or self.lr, "name": "critics"},
+            {"params": list(self.actor.parameters()), "lr": self.lr, "eps": ADAM_EPS, "name": "actor"},
+            {"params": list(self.critics.parameters()), "lr": self.critic_lr or self.lr, "eps": ADAM_EPS, "name": "critics"},
         ]
         if self.autotune:
-            groups.append({"params": [self.log_alpha], "lr": self.alpha_lr or self.lr, "name": "alpha"})
+            groups.append({"params": [self.log_alpha], "lr": self.alpha_lr or self.lr, "eps": ADAM_EPS, "name": "alpha"})
         return groups
 
     def suggested_schedule(self) -> ReplaySchedule:
