@@ -74,8 +74,9 @@ class ReplayBuffer:
         stream's reward is its ``gamma``-discounted sum and ``n_steps`` says how many steps were summed;
         ``next_obs`` stays the one-step next observation (e.g. for curiosity's dynamics models).
         """
-        steps, envs = self._draw(batch_size, generator)
-        rows = {key: value[steps, envs] for key, value in self.data.items()}
+        flat = self._draw(batch_size, generator)
+        steps, envs = flat // self.num_envs, flat % self.num_envs
+        rows = {key: value.flatten(0, 1).index_select(0, flat) for key, value in self.data.items()}
         count = torch.ones(batch_size, dtype=torch.int64)
         if NEXT_OBS in rows:
             rows[BOOTSTRAP_OBS] = rows[NEXT_OBS]
@@ -84,27 +85,33 @@ class ReplayBuffer:
         rows[N_STEPS] = count.float()
         return {key: value.to(self.device, non_blocking=True) for key, value in rows.items()}
 
-    def _draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rejection sampling: uniform over valid transitions (invalid ones are rare reset steps)."""
-        valid = self.data[VALID][: self.size].reshape(-1)
-        if not bool(valid.any()):
-            raise RuntimeError("the replay buffer holds no valid transition to sample")
+    def _draw(self, batch_size: int, generator: torch.Generator, max_rounds: int = 100) -> torch.Tensor:
+        """Flat indices (step * num_envs + env) drawn uniformly over the valid transitions by rejection
+        (invalid ones are the rare reset steps)."""
+        valid = self.data[VALID][: self.size].reshape(-1) if self.data else torch.zeros(0, dtype=torch.bool)
         chosen: list[torch.Tensor] = []
         needed = batch_size
-        while needed > 0:
+        for _ in range(max_rounds):
+            if needed == 0 or len(valid) == 0:
+                break
             draw = torch.randint(len(valid), (needed * 2,), generator=generator, device=generator.device).cpu()
             kept = draw[valid[draw]][:needed]
             chosen.append(kept)
             needed -= len(kept)
-        flat = torch.cat(chosen)
-        return flat // self.num_envs, flat % self.num_envs
+        if needed > 0:
+            raise RuntimeError(f"the replay buffer holds too few valid transitions to sample ({len(self)} stored)")
+        return torch.cat(chosen)
 
     def _add_n_step(
         self, rows: Batch, steps: torch.Tensor, envs: torch.Tensor, n_step: int, streams: tuple[RewardStream, ...]
     ) -> torch.Tensor:
         newer = (self.position - 1 - steps) % self.capacity  # stored steps after each sampled one
-        done = self.data[TERMINATED] | self.data[TRUNCATED]
-        alive = ~(done[steps, envs])  # whether the look-ahead may continue past the current step
+        terminated, truncated = self.data[TERMINATED], self.data[TRUNCATED]
+
+        def done(at: torch.Tensor) -> torch.Tensor:
+            return terminated[at, envs] | truncated[at, envs]
+
+        alive = ~done(steps)  # whether the look-ahead may continue past the current step
         last = steps.clone()
         count = torch.ones_like(steps)
         for offset in range(1, n_step):
@@ -115,7 +122,7 @@ class ReplayBuffer:
                 rows[stream.key] = rows[stream.key] + torch.where(reach, stream.gamma**offset * reward, 0.0)
             last = torch.where(reach, ahead, last)
             count = count + reach.long()
-            alive = reach & ~done[ahead, envs]
+            alive = reach & ~done(ahead)
         for key in (TERMINATED, TRUNCATED):
             rows[key] = self.data[key][last, envs]
         if NEXT_OBS in self.data:
