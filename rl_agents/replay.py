@@ -10,9 +10,18 @@ next-step autoreset is stored, to keep the time axis regular, but never sampled.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from rl_agents.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not available on this platform
+        return 0
 
 
 class ReplayBuffer:
@@ -46,6 +55,14 @@ class ReplayBuffer:
             self._write(piece, min(self.capacity, length - start))
 
     def _allocate(self, chunk: Batch) -> None:
+        per_step = sum(value[0].numel() * value.element_size() for value in chunk.values())
+        needed, available = per_step * self.capacity, _physical_memory()
+        if available and needed > 0.8 * available:
+            raise MemoryError(
+                f"a replay buffer of {self.capacity * self.num_envs:,} transitions needs {needed / 2**30:.1f} GiB "
+                f"({', '.join(f'{key} {tuple(value.shape[2:])} {value.dtype}' for key, value in chunk.items())}), "
+                f"more than 80% of this machine's {available / 2**30:.1f} GiB; lower buffer_size"
+            )
         for key, value in chunk.items():
             self.data[key] = torch.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
 

@@ -121,3 +121,9 @@ def test_restore_round_trips_the_ring() -> None:
         a = buffer.sample(32, torch.Generator().manual_seed(seed), n_step=2, streams=(EXT,))
         b = copy.sample(32, torch.Generator().manual_seed(seed), n_step=2, streams=(EXT,))
         assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_buffer_larger_than_memory_is_refused_with_its_size() -> None:
+    buffer = ReplayBuffer(capacity=10**11, num_envs=1, device=torch.device("cpu"))
+    with pytest.raises(MemoryError, match=r"100,000,000,000 transitions needs .* GiB .*lower buffer_size"):
+        buffer.add(chunk([0, 1]))
