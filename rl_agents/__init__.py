@@ -2,7 +2,8 @@
 
 from rl_agents.agent import Agent, CompositionError, DataSpec, EnvContext, ReplaySchedule, RewardStream, Schedule
 from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
-from rl_agents.trainer import NonFiniteLossError, Trainer
+from rl_agents.envs import EnvError, IndexedEnv
+from rl_agents.trainer import NonFiniteError, NonFiniteLossError, NonFiniteObservationError, Trainer
 
 __all__ = [
     "A2C",
@@ -15,7 +16,11 @@ __all__ = [
     "CompositionError",
     "DataSpec",
     "EnvContext",
+    "EnvError",
+    "IndexedEnv",
+    "NonFiniteError",
     "NonFiniteLossError",
+    "NonFiniteObservationError",
     "ReplaySchedule",
     "RewardStream",
     "Schedule",

@@ -15,13 +15,18 @@ A checkpoint is a directory, by default ``<checkpoints_dir>/step_<global_step:09
     the trainer was built from one), the agents' names and classes, and the SHA-256 of the tensors file.
 
 Saving happens only at an update boundary (no partly filled rollout), so the rollout storage is not
-part of a checkpoint. The environments' state is not saved either: resuming continues the agents,
-the optimizer, the random generator and the counters exactly, but the environments restart from a
-reset (see :func:`load_state`).
+part of a checkpoint. The environments' state is (see :mod:`rl_agents.envstate`): tensors under
+``envs/...`` and, in ``state.json``, an ``env_state`` entry ``{"captured": true, "state": {...}}``
+with the trainer's last observation. A resumed ``train()`` then continues the saved episodes exactly.
+Where the envs cannot be captured (an AsyncVectorEnv, an env holding objects of unknown types) the
+entry is ``{"captured": false, "reason": ...}`` and, as for checkpoints without the entry, resuming
+re-seeds and resets the environments.
 
 Writes are atomic: both files are written and fsynced in a temporary directory next to the target,
 which is then renamed into place; a ``latest`` text file naming the newest checkpoint is replaced
-atomically afterwards. Loading never unpickles anything: it reads JSON with :mod:`json` and tensors
+atomically just before that rename (so a crash in between leaves a pointer to a missing checkpoint,
+which readers skip, rather than one to an older checkpoint). :func:`recover_checkpoints_dir` tidies
+what a killed process left (temporary directories, a checkpoint moved aside while being replaced). Loading never unpickles anything: it reads JSON with :mod:`json` and tensors
 with :func:`safetensors.torch.load_file`, and any missing, truncated or corrupt file, or a
 checkpoint of a different composition, raises :class:`CheckpointError` before the trainer is touched.
 """
@@ -55,6 +60,7 @@ LATEST_FILE = "latest"
 CHECKPOINTS_SUBDIR = "checkpoints"
 GENERATOR_KEY = "trainer/generator"
 REPLAY_PREFIX = "replay/"
+ENV_PREFIX = "envs/"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 # Optimizer settings that choose a kernel, not the math: this trainer's own choice (which may depend
 # on the device) is kept, whatever the saving trainer used.
@@ -118,6 +124,36 @@ def latest_checkpoint(run_or_checkpoints_dir: str | os.PathLike) -> Path | None:
     return None
 
 
+def recover_checkpoints_dir(checkpoints_dir: str | os.PathLike) -> None:
+    """Tidy what a process killed while saving left in a checkpoints directory.
+
+    Only for a directory no process is saving into (e.g. before resuming a run). A checkpoint being
+    replaced that was moved aside (``.old-<name>-*/<name>``) but not yet replaced is moved back;
+    temporary ``.tmp-*`` and ``.old-*`` entries are removed; a ``latest`` pointer that does not name a
+    complete checkpoint is rewritten to the newest complete one (or removed if there is none).
+    """
+    directory = Path(checkpoints_dir)
+    if not directory.is_dir():
+        return
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".old-") and entry.is_dir():
+            for moved in entry.iterdir():
+                named_ok = not moved.name.startswith(".") and moved.name != LATEST_FILE
+                if named_ok and not (directory / moved.name).exists() and _is_complete(moved):
+                    os.replace(moved, directory / moved.name)
+    for entry in directory.iterdir():
+        if entry.name.startswith((".tmp-", ".old-")):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    newest = latest_checkpoint(directory)
+    if newest is None or newest.parent != directory:
+        (directory / LATEST_FILE).unlink(missing_ok=True)
+    elif _read_latest(directory) != newest.name:
+        _write_latest(directory, newest.name)
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint directory itself, or the latest checkpoint of a run/checkpoints directory."""
     path = Path(path)
@@ -143,7 +179,8 @@ def save_checkpoint(
 
     ``config`` (a run-config dict as made by ``rl_agents.config.config_to_dict``, or a ``RunConfig``)
     is stored so that :func:`load_trainer` can rebuild the agents; it defaults to ``trainer.run_config``.
-    An existing checkpoint of the same name is replaced. The ``latest`` pointer is updated last.
+    An existing checkpoint of the same name is replaced. The ``latest`` pointer is switched to it
+    just before it is renamed into place.
     """
     if trainer._step_in_rollout != 0 or trainer._acted:
         raise RuntimeError(
@@ -175,18 +212,27 @@ def save_checkpoint(
         state["tensors_bytes"] = tensors_path.stat().st_size
         _write_synced(tmp / STATE_FILE, json.dumps(state, indent=1, allow_nan=True).encode("utf-8"))
         _fsync_dir(tmp)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=directory))
-            os.replace(target, trash / name)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        _fsync_dir(directory)
+        # The pointer is switched before the rename: a process killed in between leaves a pointer to a
+        # missing checkpoint, which readers skip for the highest complete step (the previous newest),
+        # never a pointer to an older checkpoint while a newer one is complete.
+        previous = _read_latest(directory)
+        _write_latest(directory, name)
+        try:
+            if target.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=directory))
+                os.replace(target, trash / name)
+                os.replace(tmp, target)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+            _fsync_dir(directory)
+        except BaseException:
+            if previous and previous != name:
+                _write_latest(directory, previous)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_latest(directory, name)
     return target
 
 
@@ -231,6 +277,8 @@ def _collect(trainer: Trainer, config: dict[str, Any] | None) -> tuple[dict[str,
         for key, value in trainer.replay.state_tensors().items():
             tensors[REPLAY_PREFIX + key] = value
         replay_state = {"capacity": trainer.replay.capacity, "position": trainer.replay.position, "size": trainer.replay.size}
+    env_tensors, env_state = _capture_envs(trainer)
+    tensors.update(env_tensors)
 
     state = {
         "format": FORMAT,
@@ -270,9 +318,32 @@ def _collect(trainer: Trainer, config: dict[str, Any] | None) -> tuple[dict[str,
             "scalar_state": scalar_state,
         },
         "config": config,
+        "env_state": env_state,
     }
     _check_jsonable(config, "run config")
     return tensors, state
+
+
+def _capture_envs(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The envs' state and the last observation, or a record of why they could not be captured.
+
+    None when no step was observed yet (nothing to continue)."""
+    from rl_agents.envstate import EnvStateUnsupported, capture_env_state
+
+    obs = getattr(trainer, "_last_obs", None)
+    if obs is None:
+        return {}, None
+    try:
+        tensors, env_state = capture_env_state(trainer.envs, obs)
+    except EnvStateUnsupported as error:
+        reason = _one_line(error)
+        warnings.warn(
+            f"the environments' state cannot be saved in checkpoints ({reason}); "
+            "a run resumed from them re-seeds and resets its environments",
+            stacklevel=4,
+        )
+        return {}, {"captured": False, "reason": reason}
+    return tensors, {"captured": True, "state": env_state}
 
 
 def _optimizer_param_names(trainer: Trainer) -> dict[int, str]:
@@ -354,6 +425,13 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _read_latest(directory: Path) -> str:
+    try:
+        return (directory / LATEST_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _write_latest(directory: Path, name: str) -> None:
@@ -517,10 +595,12 @@ def load_state(trainer: Trainer, path: str | os.PathLike) -> Path:
     ``foreach``, ...) stay the trainer's own. Everything is checked before anything is changed, so on
     CheckpointError the trainer is untouched. Returns the checkpoint directory that was loaded.
 
-    The environments are not part of a checkpoint. The per-env accumulators and ``_reset_pending``
-    describe the environments as they were at save time: they are right when you keep stepping those
-    same environments (e.g. rolling back in one process); after ``envs.reset()`` they belong to
-    episodes that no longer exist.
+    When the checkpoint holds the environments' state, it is restored into ``trainer.envs`` (which
+    must be made the same way: same ids, wrappers and number of envs) with the last observation, and
+    the next ``train()`` continues those episodes instead of resetting. Otherwise (an older
+    checkpoint, envs that could not be captured, or envs that do not fit the saved state: a warning
+    says which) ``train()`` re-seeds and resets the envs; the per-env accumulators and
+    ``_reset_pending`` then describe episodes that no longer exist, and ``train()`` clears them.
     """
     directory, state, tensors = read_checkpoint(path)
     tensors_path = directory / TENSORS_FILE
@@ -681,6 +761,11 @@ def load_state(trainer: Trainer, path: str | os.PathLike) -> Path:
         expected_keys.update(REPLAY_PREFIX + key for key in replay_tensors)
         _check_replay(trainer, state.get("replay"), replay_tensors, state_path)
 
+    # ---- environments (a state that does not fit these envs is a warning, not an error)
+    env_tensors = {key: value for key, value in tensors.items() if key.startswith(ENV_PREFIX)}
+    expected_keys.update(env_tensors)
+    restore_envs, env_warning = _prepare_env_restore(trainer, state.get("env_state"), env_tensors, state_path)
+
     unexpected = sorted(set(tensors) - expected_keys)
     if unexpected:
         owner = next(
@@ -740,7 +825,35 @@ def load_state(trainer: Trainer, path: str | os.PathLike) -> Path:
     trainer._log_counts = {k: int(v) for k, v in (logging_state.get("pending_counts") or {}).items()}
     if state["config"] is not None and getattr(trainer, "run_config", None) is None:
         trainer.run_config = state["config"]
+    trainer._last_obs = trainer._resume_obs = None
+    if restore_envs is not None:
+        try:
+            trainer._last_obs = trainer._resume_obs = restore_envs()
+        except Exception as error:  # noqa: BLE001 (checked beforehand; train() resets half-restored envs)
+            env_warning = f"the environments' state could not be restored ({type(error).__name__}: {_one_line(error)})"
+    if env_warning is not None:
+        warnings.warn(f"{directory}: {env_warning}; train() re-seeds and resets the environments", stacklevel=3)
     return directory
+
+
+def _prepare_env_restore(
+    trainer: Trainer, env_state: Any, env_tensors: dict[str, torch.Tensor], path: Path
+) -> tuple[Any, str | None]:
+    """(a function restoring the envs and returning the saved observation, or None; a warning or None)."""
+    from rl_agents.envstate import EnvStateMismatch, prepare_restore
+
+    if env_state is None:  # an older checkpoint, or one saved before any step
+        if env_tensors:
+            raise CheckpointError(f"{path}: has environment tensors but no 'env_state' entry")
+        return None, None
+    if not isinstance(env_state, dict) or not isinstance(env_state.get("captured"), bool):
+        raise CheckpointError(f"{path}: 'env_state' must be an object with a boolean 'captured'")
+    if not env_state["captured"]:
+        return None, f"the environments' state could not be saved ({env_state.get('reason', 'no reason recorded')})"
+    try:
+        return prepare_restore(trainer.envs, env_tensors, env_state.get("state")), None
+    except EnvStateMismatch as error:
+        return None, f"the saved environment state does not fit these environments ({_one_line(error)})"
 
 
 def _check_replay(trainer: Trainer, saved: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -809,6 +922,7 @@ def load_trainer(
         total_steps=config.steps,
         loggers=loggers,
         log_interval=config.trainer.log_interval,
+        **config.trainer.failure_settings(),
         **config.trainer.schedule_settings(),
     )
     trainer.run_config = config_to_dict(config)  # as make_trainer stores it (JSON lists back to tuples)
@@ -823,5 +937,6 @@ __all__ = [
     "load_trainer",
     "read_checkpoint",
     "read_checkpoint_config",
+    "recover_checkpoints_dir",
     "save_checkpoint",
 ]

@@ -7,7 +7,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 import yaml
@@ -21,6 +21,7 @@ from rl_agents.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    is_out_of_memory,
     list_presets,
     load_preset,
     load_yaml,
@@ -28,10 +29,14 @@ from rl_agents.config import (
     parse_agent_names,
     preset_path,
 )
-from rl_agents.envs import EnvCreationError
+from rl_agents.envs import EnvCreationError, EnvError
 from rl_agents.registry import AGENTS
+from rl_agents.trainer import NonFiniteError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError)
+
+
+MAX_THREADS = 1024
 
 
 class CommandError(ValueError):
@@ -50,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or not _is_user_error(error):
             if args.debug:
                 raise
-            print(f"rl-agents: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+            print(f"rl-agents: internal error: {type(error).__name__}: {_one_line(str(error))} (rerun with --debug for the traceback)", file=sys.stderr)
             return 1
-        print(f"rl-agents: error: {error}", file=sys.stderr)
+        print(f"rl-agents: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
 
 
@@ -62,8 +67,20 @@ def _is_user_error(error: Exception) -> bool:
     return isinstance(error, USER_ERRORS + (CheckpointError, CommandError))
 
 
+def _one_line(text: str) -> str:
+    """Messages name paths and values, which may hold line breaks; the user gets one line."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line instead of the usage followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rl-agents", description="Train and inspect compositions of RL agents.")
+    parser = _ArgumentParser(prog="rl-agents", description="Train and inspect compositions of RL agents.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -157,34 +174,43 @@ def default_run_dir(config: RunConfig) -> Path:
 
 # ---------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from rl_agents.checkpoint import latest_checkpoint
+    from rl_agents.checkpoint import latest_checkpoint, recover_checkpoints_dir
     from rl_agents.logging import CSVLogger, TensorBoardLogger
 
-    console = Console(stderr=True)
-    torch.set_num_threads(max(args.threads, 1))
+    console = Console(stderr=True, markup=False, emoji=False)  # paths and names are printed as they are
+    if not 1 <= args.threads <= MAX_THREADS:  # torch would start that many threads per parallel region
+        raise CommandError(f"--threads must be between 1 and {MAX_THREADS}, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.resume:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise CommandError(f"run directory {str(run_dir)!r} does not exist")
         raw = apply_overrides(load_yaml(run_dir / "config.yaml"), [f"steps={args.steps}"] if args.steps else [])
         config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
+        recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
         checkpoint = latest_checkpoint(run_dir / "checkpoints")
-        if checkpoint is None:
-            raise CommandError(f"{run_dir}: no checkpoint to resume from in {run_dir / 'checkpoints'}")
+        if checkpoint is None:  # stopped before its first checkpoint: start it again
+            console.print(f"{run_dir}: no checkpoint yet; starting the run from the beginning")
     else:
         config = resolve_config(args)
         run_dir = Path(args.out) if args.out else default_run_dir(config)
         checkpoint = None
-        if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        if run_dir.exists() and not run_dir.is_dir():
+            raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
+        if (run_dir / "checkpoints").is_dir() and latest_checkpoint(run_dir / "checkpoints") is not None:
             raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     trainer = make_trainer(config)  # before touching the run directory: bad input leaves nothing behind
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot create the run directory {str(run_dir)!r}: {error.strerror or error}") from error
+    _write_atomically(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
     trainer.loggers = loggers
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         console.print(f"resuming {run_dir} from {checkpoint.name} at step {trainer.global_step}")
+    loggers[0].truncate(trainer.global_step)  # rows logged after the checkpoint are logged again
     interval = max(config.steps // max(args.checkpoints, 1), 1)
     next_save = (trainer.global_step // interval + 1) * interval
 
@@ -195,7 +221,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             next_save = (t.global_step // interval + 1) * interval
 
     try:
-        trainer.train(config.steps, progress=True, quiet=args.quiet, on_update=save_periodically)
+        # On NaN/inf numbers or a failed env, train() saves the trainer as checkpoints/last_good first.
+        trainer.train(config.steps, progress=True, quiet=args.quiet, on_update=save_periodically, save_on_error=run_dir / "checkpoints")
+    except (NonFiniteError, EnvError) as error:
+        raise CommandError(_training_stopped(error, trainer, run_dir)) from error
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise CommandError(f"training stopped at step {trainer.global_step}: not enough memory: {error}") from error
     finally:
         for logger in loggers:
             logger.close()
@@ -204,6 +237,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_summary(console, trainer, run_dir, final, plot)
     print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
     return 0
+
+
+def _training_stopped(error: Exception, trainer: Any, run_dir: Path) -> str:
+    """One line: why training stopped, where the last good state was saved, how to go on."""
+    what = " ".join(str(error).split())
+    saved = getattr(error, "checkpoint", None)
+    if saved is not None:
+        where = f"the last good state was saved to {saved} (continue with: rl-agents train --resume {run_dir})"
+    else:
+        notes = " ".join(" ".join(getattr(error, "__notes__", []) or []).split())
+        where = f"no checkpoint was saved ({notes or 'nothing to save'})"
+    hint = "; --set trainer.max_env_restarts=N restarts failed environments" if isinstance(error, EnvError) else ""
+    return f"training stopped at step {trainer.global_step}: {what}; {where}{hint}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a file so that a process killed meanwhile leaves the old content or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _plot_run(run_dir: Path) -> Path | None:
@@ -244,6 +297,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CommandError(f"run directory {str(run_dir)!r} does not exist")
     if args.episodes < 1:
         raise CommandError("--episodes must be >= 1")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be >= 0, got {args.seed}")
     config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is None:
@@ -258,7 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if frames:
         try:
             print(f"video: {save_video(frames, args.video)}")
-        except (ImportError, ValueError, RuntimeError) as error:
+        except (ImportError, ValueError, RuntimeError, OSError) as error:
             raise CommandError(f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg") from error
     return 0
 
@@ -270,7 +325,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for run in args.run_dirs:
         if not (Path(run) / "metrics.csv").is_file():
             raise CommandError(f"{run}: no metrics.csv (is it a run directory?)")
-    out = plot_runs([Path(run) for run in args.run_dirs], Path(args.out), metric=args.metric, smooth=args.smooth)
+        if (Path(run) / "config.yaml").is_file():
+            load_yaml(Path(run) / "config.yaml")  # labels and groups come from it: refuse a broken one by name
+    try:
+        out = plot_runs([Path(run) for run in args.run_dirs], Path(args.out), metric=args.metric, smooth=args.smooth)
+    except (ValueError, OSError) as error:  # an unknown image format, an unwritable --out, numbers that are not
+        raise CommandError(f"cannot plot {', '.join(args.run_dirs)} to {args.out}: {error}") from error
     print(f"plot: {out}")
     return 0
 
@@ -281,7 +341,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     config.trainer.num_envs = min(config.trainer.num_envs, 2)
-    Console().print(describe_trainer(make_trainer(config), config))
+    Console(markup=False, emoji=False).print(describe_trainer(make_trainer(config), config))
     return 0
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,10 +26,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import torch
 import yaml
 
-from rl_agents.agent import Agent, ReplaySchedule, Schedule
-from rl_agents.envs import make_envs
+from rl_agents.agent import Agent, CompositionError, ReplaySchedule, Schedule
+from rl_agents.envs import EnvCreationError, make_envs
 from rl_agents.registry import AGENTS
 from rl_agents.trainer import Trainer
 
@@ -42,6 +46,8 @@ class TrainerConfig:
 
     On-policy agents (PPO, A2C) use num_steps .. anneal_lr, off-policy ones (DQN, SAC) buffer_size ..
     n_step; max_grad_norm is shared. Setting one the acting agent does not use is an error.
+    ``skip_non_finite_updates`` and ``max_env_restarts`` are the Trainer's options of the same names
+    (what to do about NaN/inf updates and failed environments instead of stopping).
     """
 
     num_envs: int = 4
@@ -60,11 +66,17 @@ class TrainerConfig:
     target_update_interval: int | None = None
     tau: float | None = None
     n_step: int | None = None
+    skip_non_finite_updates: bool = False
+    max_env_restarts: int = 0
 
     def schedule_settings(self) -> dict[str, Any]:
         """The schedule settings given (not None), as Trainer keyword arguments."""
         names = {f.name for kind in (Schedule, ReplaySchedule) for f in dataclasses.fields(kind)}
         return {name: value for name in names if (value := getattr(self, name)) is not None}
+
+    def failure_settings(self) -> dict[str, Any]:
+        """What the Trainer does about non-finite updates and failed envs, as keyword arguments."""
+        return {"skip_non_finite_updates": self.skip_non_finite_updates, "max_env_restarts": self.max_env_restarts}
 
 
 @dataclass
@@ -86,7 +98,9 @@ TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name != "ag
 
 
 def parse_agent_names(spec: str) -> list[str]:
-    names = [name.strip() for name in str(spec).split("+") if name.strip()]
+    if not isinstance(spec, str):
+        raise ConfigError(f"agents: expected names joined by '+', e.g. 'ppo+rnd', got {_show(spec)}")
+    names = [name.strip() for name in spec.split("+") if name.strip()]
     if not names:
         raise ConfigError("agents: expected names joined by '+', e.g. 'ppo+rnd'")
     for name in names:
@@ -102,7 +116,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     allowed = TOP_LEVEL_KEYS + agent_names
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key, allowed + list(AGENTS))}")
+            raise ConfigError(f"{source}: unknown key {_show(key)}{_did_you_mean(key, allowed + list(AGENTS))}")
     hints = typing.get_type_hints(RunConfig)
     top = {
         key: _check_type(f"{source}: {key}", raw[key], hints[key]) for key in TOP_LEVEL_KEYS if key in raw and key != "trainer"
@@ -111,7 +125,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     options = {name: _agent_options(name, raw.get(name) or {}, source) for name in agent_names}
     config = RunConfig(**top, trainer=trainer, agent_options=options)
     if config.steps < 1:
-        raise ConfigError(f"{source}: steps must be >= 1, got {config.steps}")
+        raise ConfigError(f"{source}: steps must be >= 1, got {_show(config.steps)}")
+    if config.trainer.max_env_restarts < 0:
+        raise ConfigError(f"{source}: trainer.max_env_restarts must be >= 0, got {_show(config.trainer.max_env_restarts)}")
+    _check_ranges(config, source)
     return config
 
 
@@ -128,14 +145,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from error
+    try:
+        raw = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # ValueError: e.g. the date 2020-13-45
         raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
-    return raw or {}
+    if raw is None:  # an empty file
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` (or ``key=value``) overrides; values are parsed as YAML scalars."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of keys to values, got {type(raw).__name__}")
     result = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
     for override in overrides:
         if "=" not in override:
@@ -143,13 +170,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         dotted, text = override.split("=", 1)
         try:
             value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or, like 2020-13-45, no real date)
             value = text
         parts = dotted.strip().split(".")
         if len(parts) == 1:
             result[parts[0]] = value
         elif len(parts) == 2:
-            section = result.setdefault(parts[0], {})
+            if result.get(parts[0]) is None:  # absent, or an empty section in YAML
+                result[parts[0]] = {}
+            section = result[parts[0]]
             if not isinstance(section, dict):
                 raise ConfigError(f"--set {override!r}: {parts[0]!r} is not a section")
             section[parts[1]] = value
@@ -191,24 +220,58 @@ def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
 
 
 def build_agents(config: RunConfig) -> list[Agent]:
-    return [AGENTS[name](**config.agent_options.get(name, {})) for name in config.agent_names]
+    agents = []
+    for name in config.agent_names:
+        try:
+            agents.append(AGENTS[name](**config.agent_options.get(name, {})))
+        except ValueError as error:  # the agent refused an option's value
+            if isinstance(error, _USER_VALUE_ERRORS):
+                raise
+            raise ConfigError(f"{name}: {error}") from error
+    return agents
+
+
+# ValueErrors that already are messages for the user; any other ValueError raised while building a
+# trainer from a validated config is a value the Trainer refused (e.g. Adam and a negative lr).
+_USER_VALUE_ERRORS = (ConfigError, CompositionError, EnvCreationError)
 
 
 def make_trainer(config: RunConfig, loggers: list | tuple = ()) -> Trainer:
     """The environments, agents and Trainer a config describes."""
-    envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-    trainer = Trainer(
-        envs,
-        build_agents(config),
-        seed=config.seed,
-        device=config.device,
-        total_steps=config.steps,
-        loggers=loggers,
-        log_interval=config.trainer.log_interval,
-        **config.trainer.schedule_settings(),
-    )
+    agents = build_agents(config)  # before the envs: nothing to close when an option is refused
+    try:
+        envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
+    except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
+        raise EnvCreationError(f"environment {config.env!r}: {error}") from error
+    try:
+        trainer = Trainer(
+            envs,
+            agents,
+            seed=config.seed,
+            device=config.device,
+            total_steps=config.steps,
+            loggers=loggers,
+            log_interval=config.trainer.log_interval,
+            **config.trainer.failure_settings(),
+            **config.trainer.schedule_settings(),
+        )
+    except BaseException as error:
+        envs.close()  # async envs are processes
+        if isinstance(error, ValueError) and not isinstance(error, _USER_VALUE_ERRORS):
+            raise ConfigError(str(error)) from error  # e.g. device 'cuda' without CUDA, Adam refusing an lr
+        if is_out_of_memory(error):  # e.g. trainer.num_steps: 1e15
+            raise ConfigError(f"not enough memory for this configuration ({error})") from error
+        raise
     trainer.run_config = config_to_dict(config)
     return trainer
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a failed allocation (or a size no allocation can have): a setting too large."""
+    if isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    messages = ("can't allocate memory", "not enough memory", "Storage size calculation overflowed")
+    return isinstance(error, RuntimeError) and any(message in str(error) for message in messages)
 
 
 def _agent_options(name: str, options: Any, source: str) -> dict[str, Any]:
@@ -221,7 +284,7 @@ def _agent_options(name: str, options: Any, source: str) -> dict[str, Any]:
     checked = {}
     for key, value in options.items():
         if key not in parameters:
-            raise ConfigError(f"{where}: unknown option {key!r}{_did_you_mean(key, parameters)}")
+            raise ConfigError(f"{where}: unknown option {_show(key)}{_did_you_mean(key, parameters)}")
         checked[key] = _check_type(f"{where}.{key}", value, hints.get(key, Any))
     return checked
 
@@ -234,7 +297,7 @@ def _dataclass_from_dict(cls: type, values: Any, where: str) -> Any:
     checked = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r}{_did_you_mean(key, names)}")
+            raise ConfigError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, names)}")
         checked[key] = _check_type(f"{where}.{key}", value, hints[key])
     return cls(**checked)
 
@@ -252,25 +315,31 @@ def _check_type(where: str, value: Any, expected: Any) -> Any:
                 return _check_type(where, value, option)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {_show(value)}")
     if expected is type(None):
         if value is None:
             return None
     elif expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and not -(2**1023) < value < 2**1023:
+                raise ConfigError(f"{where}: {_show(value)} is too large for a float")
+            if math.isnan(value):
+                raise ConfigError(f"{where}: expected a number, got nan")
             return float(value)
     elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():  # 1e6 in YAML is a float
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:  # counts and seeds end up in int64 tensors and arrays
+                raise ConfigError(f"{where}: {_show(value)} does not fit in 64 bits")
+            return value
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             (item_type, *_) = typing.get_args(expected) or (Any,)
             return tuple(_check_type(where, item, item_type) for item in value)
     elif isinstance(expected, type) and isinstance(value, expected):
         return value
-    raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+    raise ConfigError(f"{where}: expected {_type_name(expected)}, got {_show(value)}")
 
 
 def _number_from_text(text: str) -> Any:
@@ -289,5 +358,67 @@ def _type_name(expected: Any) -> str:
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+MAX_NUM_ENVS = 4096  # more is a typo, not a plan: each env is an object here (a process when async)
+MAX_SEED = 2**40 - 1  # the Trainer seeds torch with seed * 1_000_003 + crc32(agent name), which must fit in 64 bits
+DEVICES = ("cpu", "cuda")
+# Smallest value of each trainer setting (None, where allowed, takes the acting agent's suggestion).
+_TRAINER_MINIMUMS = {
+    "num_envs": 1, "log_interval": 0, "num_steps": 1, "num_epochs": 1, "num_minibatches": 1, "buffer_size": 1,
+    "batch_size": 1, "learning_starts": 0, "train_frequency": 1, "gradient_steps": 1, "target_update_interval": 1, "n_step": 1,
+}
+
+
+def _check_ranges(config: RunConfig, source: str) -> None:
+    """Values of the right type that can never work, refused before anything is built."""
+
+    def refuse(key: str, rule: str, value: Any) -> None:
+        raise ConfigError(f"{source}: {key} must be {rule}, got {_show(value)}")
+
+    if not 0 <= config.seed <= MAX_SEED:
+        refuse("seed", f"between 0 and {MAX_SEED}", config.seed)
+    if config.device != "auto":
+        try:
+            device_type = torch.device(config.device).type
+        except (RuntimeError, ValueError, TypeError):
+            device_type = None
+        if device_type not in DEVICES:
+            refuse("device", "'cpu', 'cuda', 'cuda:N' or 'auto'", config.device)
+    trainer = config.trainer
+    for name, minimum in _TRAINER_MINIMUMS.items():
+        value = getattr(trainer, name, None)
+        if value is not None and value < minimum:
+            refuse(f"trainer.{name}", f">= {minimum}", value)
+    if trainer.num_envs > MAX_NUM_ENVS:
+        refuse("trainer.num_envs", f"at most {MAX_NUM_ENVS}", trainer.num_envs)
+    if trainer.vectorization not in ("sync", "async"):
+        refuse("trainer.vectorization", "'sync' or 'async'", trainer.vectorization)
+    if trainer.tau is not None and not 0.0 < trainer.tau <= 1.0:
+        refuse("trainer.tau", "in (0, 1]", trainer.tau)
+    if trainer.max_grad_norm is not None and not trainer.max_grad_norm > 0:
+        refuse("trainer.max_grad_norm", "> 0 (or null: no clipping)", trainer.max_grad_norm)
+    for agent, options in config.agent_options.items():
+        for key, value in options.items():
+            if (key == "lr" or key.endswith("_lr")) and value is not None and not (math.isfinite(value) and value >= 0):
+                refuse(f"{agent}.{key}", "a finite number >= 0", value)
+            if isinstance(value, tuple) and not all(isinstance(width, int) and width >= 1 for width in value):
+                refuse(f"{agent}.{key}", "positive layer widths", list(value))
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages (long strings and containers are cut; huge ints have no repr)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int beyond Python's int-to-text conversion limit
+        if isinstance(value, int):
+            return f"an integer of {round(value.bit_length() * math.log10(2))} digits"
+        return f"a {type(value).__name__} holding an integer too large to show"

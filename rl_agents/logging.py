@@ -23,10 +23,9 @@ class CSVLogger:
         self.columns: list[str] = []
         self.rows: list[dict[str, float]] = []
         if self.path.exists():  # resuming: keep what earlier runs wrote
-            with self.path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.columns = list(reader.fieldnames or [])
-                self.rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in reader]
+            self.columns, self.rows, damaged = _read_rows(self.path)
+            if damaged:  # e.g. a line cut short by a killed process: rewrite the file without it
+                self._rewrite()
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         row = {"global_step": float(step), **metrics}
@@ -39,16 +38,43 @@ class CSVLogger:
             with self.path.open("a", newline="") as handle:
                 csv.DictWriter(handle, self.columns).writerow(_formatted(row))
 
+    def truncate(self, step: int) -> None:
+        """Drop the rows logged after ``step`` (a resumed run logs those steps again)."""
+        kept = [row for row in self.rows if row.get("global_step", 0.0) <= step]
+        if len(kept) != len(self.rows):
+            self.rows = kept
+            self._rewrite()
+
     def _rewrite(self) -> None:
         tmp = self.path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, self.columns)
             writer.writeheader()
             writer.writerows(_formatted(row) for row in self.rows)
-        tmp.replace(self.path)
+        tmp.replace(self.path)  # atomic: a killed process leaves the old file or the new one
 
     def close(self) -> None:
         pass
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, float]], bool]:
+    """(columns, rows, whether damaged lines were dropped) of a metrics.csv, tolerating a last line
+    cut short and rows that do not parse."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    damaged = bool(text) and not text.endswith("\n")
+    if damaged:  # the last line was being written when the process died
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(text.splitlines())
+    columns = list(reader.fieldnames or [])
+    rows = []
+    for row in reader:
+        try:
+            if None in row or "global_step" not in row or row["global_step"] in ("", None):
+                raise ValueError("wrong number of fields")
+            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+        except (TypeError, ValueError):
+            damaged = True
+    return columns, rows, damaged
 
 
 def _formatted(row: dict[str, float]) -> dict[str, str]:

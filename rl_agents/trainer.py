@@ -16,13 +16,30 @@ returns its final observation at t and resets at t+1, ignoring the action; that 
 marked invalid and never trained on. With same-step mode the final observation comes in
 ``info["final_obs"]``. Either way ``next_obs`` holds the true next observation, so truncated
 episodes bootstrap from the value of their real final state.
+
+Bad numbers and failing environments stop training with an error that says where: a NaN or infinite
+loss term names the agent and the term (:class:`NonFiniteLossError`; a non-finite gradient names
+the agent whose parameters hold it), a NaN or infinite observation or reward names the env index
+(:class:`NonFiniteObservationError`), and an env that raises, returns observations of the wrong
+shape or dtype, or whose worker process dies raises :class:`rl_agents.envs.EnvError` naming the env
+when it can be known (envs from ``make_envs``, envs wrapped in ``rl_agents.envs.IndexedEnv``, and the
+workers of an ``AsyncVectorEnv``). Nothing of the failed step is applied, so the trainer can still
+be saved; ``train(..., save_on_error=dir)`` saves it as ``dir/last_good`` before raising.
+``Trainer(skip_non_finite_updates=True)`` skips non-finite minibatch updates instead of stopping, and
+``Trainer(max_env_restarts=N)`` lets ``train`` rebuild the environments after a failure (see
+:meth:`Trainer.restart_envs`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
+import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -47,6 +64,7 @@ from rl_agents.agent import (
     Schedule,
 )
 from rl_agents.composition import Composition, collect_streams, find_acting_agent, resolve
+from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.logging import Logger
 from rl_agents.replay import ReplayBuffer
 from rl_agents.storage import RolloutStorage
@@ -57,8 +75,27 @@ if TYPE_CHECKING:
 EXTRINSIC_REWARD = f"reward/{EXTRINSIC}"
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term or gradient became NaN or infinite."""
+# The name under which train(..., save_on_error=dir) saves the trainer when training stops on an error.
+LAST_GOOD_CHECKPOINT = "last_good"
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or infinite number stopped training. ``checkpoint``: where ``train(..., save_on_error=...)``
+    saved the trainer before raising (None otherwise)."""
+
+    checkpoint: Any = None
+
+
+class NonFiniteLossError(NonFiniteError):
+    """A loss term or gradient became NaN or infinite; the message names the agent and the loss term
+    (or the agent whose parameters hold the non-finite gradient)."""
+
+
+class NonFiniteObservationError(NonFiniteError, EnvError):
+    """An environment returned a NaN or infinite observation or reward; ``indices`` are the envs."""
+
+    def __init__(self, message: Any, indices: Any = None):
+        EnvError.__init__(self, message, indices)
 
 
 @dataclass
@@ -79,9 +116,70 @@ def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
     return {key[len(prefix):]: value for key, value in logged.items() if key.startswith(prefix)}
 
 
-def _non_finite_terms(values: dict[str, float]) -> str:
-    bad = [f"{key.replace('/loss/', ' loss term ')!r} is {value}" for key, value in values.items() if "/loss/" in key and not math.isfinite(value)]
-    return "non-finite loss: " + "; ".join(bad) if bad else "the summed loss is not finite"
+def _non_finite_terms(values: dict[str, float], agents: list[Agent]) -> str:
+    bad = []
+    for key, value in values.items():
+        if "/loss/" in key and not math.isfinite(value):
+            agent, term = key.split("/loss/", 1)
+            bad.append(f"agent {agent!r} loss term {term!r} is {value}")
+    if bad:
+        return "non-finite loss: " + "; ".join(bad)
+    weights = ", ".join(f"{agent.name!r} {agent.loss_weight}" for agent in agents)
+    return f"non-finite loss: every loss term is finite but their weighted sum is not (loss weights: {weights})"
+
+
+def _describe_non_finite(row: np.ndarray) -> str:
+    flat = np.ravel(row)
+    positions = np.flatnonzero(~np.isfinite(flat))
+    if flat.size == 1:
+        return str(flat[0])
+    shown = ", ".join(f"element {int(i)} is {flat[i]}" for i in positions[:3])
+    return shown + (f" (and {len(positions) - 3} more)" if len(positions) > 3 else "")
+
+
+def _failed_workers(envs: gym.vector.VectorEnv) -> dict[int, str]:
+    """For an AsyncVectorEnv (possibly wrapped): ``{env index: what happened}`` for each worker that
+    raised (its pipe was closed by gymnasium) or whose process died; empty for other vector envs."""
+    vector = envs.unwrapped
+    if not isinstance(vector, gym.vector.AsyncVectorEnv):
+        return {}
+    pipes = list(getattr(vector, "parent_pipes", []) or [])
+    processes = list(getattr(vector, "processes", []) or [])
+    deadline = time.monotonic() + 1.0
+    while True:  # a killed worker's pipe can report EOF a moment before its exit code is known
+        failed: dict[int, str] = {index: "its worker raised" for index, pipe in enumerate(pipes) if pipe is None}
+        for index, process in enumerate(processes):
+            code = process.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                failed[index] = f"its worker process (pid {process.pid}) was killed by {name}"
+            elif code is not None and index not in failed:
+                failed[index] = f"its worker process (pid {process.pid}) exited with code {code}"
+        if failed or time.monotonic() > deadline:
+            return dict(sorted(failed.items()))
+        time.sleep(0.01)
+
+
+def _close_quietly(envs: gym.vector.VectorEnv) -> None:
+    """Close envs that may be broken (e.g. a dead async worker), never raising."""
+    vector = envs.unwrapped
+    is_async = isinstance(vector, gym.vector.AsyncVectorEnv)
+    try:
+        envs.close(terminate=True) if is_async else envs.close()
+        return
+    except Exception:
+        pass
+    for process in getattr(vector, "processes", []) or []:
+        if process.is_alive():
+            process.terminate()
+        process.join(timeout=5)
+    for pipe in getattr(vector, "parent_pipes", []) or []:
+        if pipe is not None:
+            pipe.close()
+    vector.closed = True  # closed by hand: keep gymnasium from closing it again when collected
 
 
 def _check_schedule(schedule: Schedule | ReplaySchedule) -> None:
@@ -98,6 +196,24 @@ def _check_schedule(schedule: Schedule | ReplaySchedule) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(schedule, name)}")
     if schedule.max_grad_norm is not None and not schedule.max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0 or None, got {schedule.max_grad_norm}")
+
+
+@contextmanager
+def subnormals_flushed() -> Iterator[None]:
+    """Treat subnormal floats as zero on the CPU while optimizing.
+
+    Adam's moment estimates of weights whose gradient stays zero (e.g. behind a dead ReLU) decay into
+    the subnormal range, where CPU arithmetic is many times slower: with them, Adam took 450 us per
+    step instead of 46 us for DQN's (256, 256) network. The flag is process-wide, so it is switched
+    off again afterwards; values below 1e-38 become 0, which changes nothing measurable.
+    """
+    if not torch.set_flush_denormal(True):  # not supported on this CPU
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -122,6 +238,14 @@ class Trainer:
         loggers: sinks receiving one metrics dict per update (on-policy) or per ``log_interval`` steps.
         log_interval: env steps between logged metrics (means since the last log); ``None``: every
             update on-policy, every 1000 steps off-policy.
+        skip_non_finite_updates: skip (no optimizer step) a minibatch whose loss or gradient is NaN or
+            infinite, with a warning, counting it in ``skipped_updates`` (logged as
+            ``trainer/skipped_updates``, the total so far), instead of raising NonFiniteLossError.
+        max_env_restarts: how many times over this trainer's life ``train`` may restart the
+            environments after an :class:`~rl_agents.envs.EnvError` (see :meth:`restart_envs`) before
+            it raises; 0 (the default) raises on the first. Restarts are logged as ``trainer/env_restarts``.
+        env_factory: builds a fresh vector env like ``envs`` for a restart; defaults to the recipe kept
+            by ``rl_agents.envs.make_envs`` for envs it built. Without one, a restart resets ``envs``.
         **schedule: settings of the acting agent's schedule; ``None`` values take its suggestion.
             On-policy (:class:`Schedule`, e.g. PPO, A2C): num_steps, num_epochs, num_minibatches,
             max_grad_norm, anneal_lr. Off-policy (:class:`ReplaySchedule`, e.g. DQN, SAC): buffer_size,
@@ -139,10 +263,22 @@ class Trainer:
         total_steps: int | None = None,
         loggers: list[Logger] | tuple[Logger, ...] = (),
         log_interval: int | None = None,
+        skip_non_finite_updates: bool = False,
+        max_env_restarts: int = 0,
+        env_factory: Callable[[], gym.vector.VectorEnv] | None = None,
         **schedule: Any,
     ):
         if not isinstance(envs, gym.vector.VectorEnv):
             raise TypeError(f"envs must be a gymnasium.vector.VectorEnv (use gym.make_vec), got {type(envs).__name__}")
+        if isinstance(max_env_restarts, bool) or not isinstance(max_env_restarts, int) or max_env_restarts < 0:
+            raise ValueError(f"max_env_restarts must be a whole number >= 0, got {max_env_restarts!r}")
+        if env_factory is not None and not callable(env_factory):
+            raise TypeError(f"env_factory must be a callable returning a vector env, got {type(env_factory).__name__}")
+        self.skip_non_finite_updates = bool(skip_non_finite_updates)
+        self.max_env_restarts = max_env_restarts
+        self.env_factory = env_factory if env_factory is not None else env_factory_of(envs)
+        self.skipped_updates = 0  # minibatch updates skipped for non-finite numbers (this trainer's life)
+        self.num_env_restarts = 0
         self.envs = envs
         self.agents = list(agents)
         self.seed = seed
@@ -167,6 +303,9 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.storage = self._build_storage()
+        self._obs_batch_shape = (self.num_envs, *self.envs.single_observation_space.shape)
+        self._obs_np_dtype = np.dtype(np.uint8) if self._obs_dtype == torch.uint8 else np.dtype(np.float32)
+        self._obs_dtype_accepted = self._obs_np_dtype
         self.replay = self._build_replay()
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
         self.gradient_steps = 0
@@ -188,6 +327,10 @@ class Trainer:
         self._log_sums: dict[str, float] = {}
         self._log_counts: dict[str, int] = {}
         self.run_config: dict[str, Any] | None = None  # set when built from a RunConfig (rl_agents.config)
+        # The observation the env loop continues from (saved with the envs' state in checkpoints), and
+        # the one train() continues from after load_state restored the envs instead of resetting them.
+        self._last_obs: Any = None
+        self._resume_obs: Any = None
         self._start_step, self._start_time = 0, time.perf_counter()
 
     # ------------------------------------------------------------------ construction
@@ -269,6 +412,7 @@ class Trainer:
     # ------------------------------------------------------------------ environment loop
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Choose actions for a batch of observations and remember what the agents need of them."""
+        obs = self._check_observations(obs, "passed to act")
         step = self._step_in_rollout
         self.storage.write_host(step, OBS, obs)
         obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
@@ -291,25 +435,40 @@ class Trainer:
         truncated: np.ndarray,
         info: dict[str, Any],
     ) -> None:
-        """Store the outcome of ``envs.step`` and update when the rollout is full."""
+        """Store the outcome of ``envs.step`` and update when the rollout is full.
+
+        Raises :class:`~rl_agents.envs.EnvError` (observations, rewards or flags of the wrong shape,
+        observations of a dtype that cannot be stored) or :class:`NonFiniteObservationError` (a NaN or
+        infinite observation or reward) before storing anything: go on with :meth:`restart_envs`."""
         if not self._acted:
             raise RuntimeError("observe() was called without a preceding act(); call trainer.act(obs) before envs.step")
-        self._acted = False
-        step = self._step_in_rollout
+        next_obs = self._check_observations(next_obs, "returned by step")
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         reward = np.asarray(reward, dtype=np.float32)
-        valid = ~self._reset_pending
+        expected = (self.num_envs,)
+        if reward.shape != expected or terminated.shape != expected or truncated.shape != expected:
+            raise EnvError(
+                f"the vector env returned rewards, terminated and truncated of shapes {reward.shape}, "
+                f"{terminated.shape} and {truncated.shape}; expected {expected} each"
+            )
+        if not math.isfinite(reward.sum()):  # one cheap reduction; NaN and inf propagate through it
+            self._raise_if_non_finite(reward, "reward", "returned by step")
         done = terminated | truncated
+        true_next_obs = self._true_next_obs(next_obs, done, info) if NEXT_OBS in self.storage.host else None
+        self._acted = False
+        step = self._step_in_rollout
+        valid = ~self._reset_pending
         write = self.storage.write_host
         write(step, VALID, valid)
         write(step, TERMINATED, terminated & valid)
         write(step, TRUNCATED, truncated & valid)
         write(step, EXTRINSIC_REWARD, np.where(valid, reward, 0.0))
-        if NEXT_OBS in self.storage.host:
-            write(step, NEXT_OBS, self._true_next_obs(next_obs, done, info))
+        if true_next_obs is not None:
+            write(step, NEXT_OBS, true_next_obs)
         self._track_episodes(reward, done, valid, info)
         self._reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
+        self._last_obs = next_obs
         self._step_in_rollout += 1
         self.global_step += self.num_envs
         if self._step_in_rollout == self.rollout_steps:
@@ -323,7 +482,136 @@ class Trainer:
         final_mask = info.get("_final_obs", done)
         for index in np.flatnonzero(final_mask):
             patched[index] = info["final_obs"][index]
+        if patched.dtype.kind == "f" and not math.isfinite(patched.sum()):
+            self._raise_if_non_finite(patched, "final observation", "in info['final_obs']")
         return patched
+
+    def _check_observations(self, obs: Any, source: str) -> np.ndarray:
+        """``obs`` as an array, after cheap checks of its shape, dtype and (float data) finiteness."""
+        obs = np.asarray(obs)
+        if obs.shape != self._obs_batch_shape:
+            raise EnvError(
+                f"observations {source} have shape {obs.shape}; expected {self._obs_batch_shape} "
+                f"({self.num_envs} envs x the observation space's shape {self._obs_batch_shape[1:]})"
+            )
+        if obs.dtype != self._obs_dtype_accepted:
+            if not np.can_cast(obs.dtype, self._obs_np_dtype, "same_kind"):
+                raise EnvError(
+                    f"observations {source} have dtype {obs.dtype}, which cannot be stored as {self._obs_np_dtype} "
+                    f"(the observation space's dtype is {self.envs.single_observation_space.dtype})"
+                )
+            self._obs_dtype_accepted = obs.dtype
+        if obs.dtype.kind == "f" and not math.isfinite(obs.sum()):  # uint8 images are never checked
+            self._raise_if_non_finite(obs, "observation", source)
+        return obs
+
+    def _raise_if_non_finite(self, values: np.ndarray, what: str, source: str) -> None:
+        """NonFiniteObservationError naming the envs whose row of ``values`` holds NaN or inf (a
+        finite sum that overflowed raises nothing)."""
+        rows = values.reshape(len(values), -1)
+        indices = np.flatnonzero(~np.isfinite(rows).all(axis=1)).tolist()
+        if not indices:
+            return
+        if len(indices) == 1:
+            details = _describe_non_finite(values[indices[0]])
+        else:
+            details = "; ".join(f"env {index}: {_describe_non_finite(values[index])}" for index in indices[:4])
+        envs = "env" + ("s " if len(indices) > 1 else " ") + ", ".join(map(str, indices))
+        raise NonFiniteObservationError(f"non-finite {what} of {envs} {source} at global step {self.global_step}: {details}", indices)
+
+    def _step_envs(self, action: np.ndarray) -> tuple:
+        """``envs.step`` whose failures become an EnvError naming the env when it can be known."""
+        try:
+            return self.envs.step(action)
+        except EnvError:
+            raise
+        except Exception as error:
+            raise self._env_failure(error, "step") from error
+
+    def _env_failure(self, error: Exception, during: str) -> EnvError:
+        failed = _failed_workers(self.envs)
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if failed:
+            envs = "; ".join(f"env {index}: {how}" for index, how in failed.items())
+            return EnvError(f"the vector env failed in {during} ({envs}): {what}", list(failed))
+        return EnvError(
+            f"the vector env failed in {during}: {what} (to have the failing env named, build the envs with "
+            "rl_agents.envs.make_envs or wrap each in rl_agents.envs.IndexedEnv)"
+        )
+
+    def _discard_partial_rollout(self) -> None:
+        """Back to an update boundary: the steps stored since the last update are dropped."""
+        self._step_in_rollout = 0
+        self._acted = False
+
+    def restart_envs(self, seed: int | None = None) -> np.ndarray:
+        """Start the environments afresh after a failure; returns their first observations.
+
+        Builds new envs with ``env_factory`` and closes the old ones (quietly: they may be broken),
+        or, without a factory, resets the existing ones. The partly collected rollout is discarded:
+        it is never trained on, while its steps stay counted in ``global_step`` and the episodes it
+        finished in the episode statistics. Every env starts a new episode. ``train`` calls this on
+        an EnvError while ``max_env_restarts`` allows; a hand-written loop may call it too and go on
+        with ``trainer.act(obs)``. ``seed`` defaults to one derived from the trainer's seed, the
+        step and the number of restarts. Raises EnvError if the envs cannot be started.
+        """
+        self._discard_partial_rollout()
+        self.num_env_restarts += 1
+        if self.env_factory is not None:
+            _close_quietly(self.envs)
+            try:
+                envs = self.env_factory()
+            except Exception as error:
+                raise EnvError(f"could not rebuild the environments: {type(error).__name__}: {error}") from error
+            if (
+                envs.num_envs != self.num_envs
+                or envs.single_observation_space != self.envs.single_observation_space
+                or envs.single_action_space != self.envs.single_action_space
+            ):
+                raise ValueError("env_factory built envs whose number or spaces differ from the trainer's envs")
+            self.envs = envs
+        if seed is None:
+            seed = int(np.random.SeedSequence([self.seed, self.global_step, self.num_env_restarts]).generate_state(1)[0])
+        try:
+            obs, _ = self.envs.reset(seed=seed)
+        except EnvError:
+            raise
+        except Exception as error:
+            raise self._env_failure(error, "reset") from error
+        self._reset_pending[:] = False
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+        self._last_obs = obs
+        return obs
+
+    def _recover_from_env_error(self, error: EnvError, save_on_error: Any) -> np.ndarray:
+        """Restart the envs while ``max_env_restarts`` allows; else save (if asked) and raise."""
+        while self.num_env_restarts < self.max_env_restarts:
+            warnings.warn(
+                f"{error}; restarting the environments (restart {self.num_env_restarts + 1} of at most {self.max_env_restarts})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            try:
+                return self.restart_envs()
+            except EnvError as again:
+                error = again
+        self._discard_partial_rollout()
+        self._last_obs = None  # the envs failed: there is no observation to continue from
+        self._save_after_error(error, save_on_error)
+        raise error
+
+    def _save_after_error(self, error: Exception, checkpoints_dir: Any) -> None:
+        """Save the trainer as ``<checkpoints_dir>/last_good`` and note the path on ``error``."""
+        if checkpoints_dir is None:
+            return
+        from rl_agents.checkpoint import save_checkpoint
+
+        try:
+            error.checkpoint = save_checkpoint(self, checkpoints_dir, name=LAST_GOOD_CHECKPOINT)  # type: ignore[attr-defined]
+        except Exception as save_error:
+            error.checkpoint = None  # type: ignore[attr-defined]
+            error.add_note(f"saving the trainer to {checkpoints_dir} failed: {type(save_error).__name__}: {save_error}")
 
     def _track_episodes(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray, info: dict[str, Any]) -> None:
         """Episode returns from the rewards seen, or from ``info["episode"]`` when a
@@ -351,35 +639,58 @@ class Trainer:
         quiet: bool = False,
         on_update: Callable[["Trainer"], None] | None = None,
         stop_when: Callable[["Trainer"], bool] | None = None,
+        save_on_error: str | os.PathLike | None = None,
     ) -> "Trainer":
         """Run the environment loop until ``total_steps`` environment steps have been taken (rounded
         up to a whole rollout).
+
+        The envs are seeded and reset first, except right after ``load_state`` restored them from a
+        checkpoint (and ``seed`` is None): then the saved episodes continue from the saved observation.
 
         ``progress`` shows a progress bar (plain lines when not on a terminal or when ``quiet``).
         ``on_update`` runs whenever metrics are logged (every update on-policy, every ``log_interval``
         steps off-policy); ``stop_when`` is checked then and ends training early when it returns True
         (e.g. once a target return is reached).
+
+        When training stops on a :class:`NonFiniteError` or an :class:`~rl_agents.envs.EnvError`
+        (after ``max_env_restarts`` restarts), the trainer is left at an update boundary with nothing
+        of the failed step applied (a partly collected rollout is dropped), so it can be saved. With
+        ``save_on_error`` (a checkpoints directory) it is saved there as ``last_good`` (which becomes
+        the ``latest`` checkpoint) before the error is raised; the error's ``checkpoint`` attribute
+        holds the path (None if saving failed, with a note on the error saying why).
         """
         self.total_steps = total_steps
-        if self.global_step == 0:
-            self.warmup(seed=self.seed if seed is None else seed)
-        if seed is None:  # a resumed run must not replay the initial states of the run it continues
-            seed = self.seed if self.global_step == 0 else int(np.random.SeedSequence([self.seed, self.global_step]).generate_state(1)[0])
-        obs, _ = self.envs.reset(seed=seed)
-        # Every env starts a new episode: drop the per-env state of episodes the reset abandoned.
-        self._reset_pending[:] = False
-        self._episode_return[:] = 0.0
-        self._episode_length[:] = 0
+        if self._resume_obs is not None and seed is None:
+            # load_state restored the envs' state: continue their episodes exactly where they were.
+            obs, self._resume_obs = self._resume_obs, None
+        else:
+            self._resume_obs = None
+            if self.global_step == 0:
+                self.warmup(seed=self.seed if seed is None else seed)
+            if seed is None:  # a resumed run must not replay the initial states of the run it continues
+                seed = self.seed if self.global_step == 0 else int(np.random.SeedSequence([self.seed, self.global_step]).generate_state(1)[0])
+            obs, _ = self.envs.reset(seed=seed)
+            # Every env starts a new episode: drop the per-env state of episodes the reset abandoned.
+            self._reset_pending[:] = False
+            self._episode_return[:] = 0.0
+            self._episode_length[:] = 0
         self._start_step, self._start_time = self.global_step, time.perf_counter()
         from rl_agents.progress import TrainingProgress
 
         with TrainingProgress(total_steps, enabled=progress, plain=quiet) as bar:
             # Whole rollouts only: training ends on an update, where a checkpoint can be written.
             while self.global_step < total_steps or self._step_in_rollout != 0:
-                action = self.act(obs)
-                obs, reward, terminated, truncated, info = self.envs.step(action)
                 logs_before = self.num_logs
-                self.observe(obs, reward, terminated, truncated, info)
+                try:
+                    action = self.act(obs)
+                    obs, reward, terminated, truncated, info = self._step_envs(action)
+                    self.observe(obs, reward, terminated, truncated, info)
+                except EnvError as error:  # restarts the envs, or saves (if asked) and raises
+                    obs = self._recover_from_env_error(error, save_on_error)
+                    continue
+                except NonFiniteError as error:  # raised by update(): at an update boundary
+                    self._save_after_error(error, save_on_error)
+                    raise
                 if self.num_logs != logs_before:
                     bar.update(self.global_step, self.recent_return())
                     if on_update is not None:
@@ -450,10 +761,12 @@ class Trainer:
                 metrics[f"{agent.name}/{key}"] = value
         if self.replay is None:
             self._set_learning_rate()
-            metrics.update(self._optimize(batch))
+            with subnormals_flushed():
+                metrics.update(self._optimize(batch))
         else:
             self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
-            metrics.update(self._optimize_replay())
+            with subnormals_flushed():
+                metrics.update(self._optimize_replay())
         for agent in self.agents:
             agent.after_update()
         self.num_updates += 1
@@ -481,6 +794,10 @@ class Trainer:
         metrics["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         metrics["charts/wall_time"] = time.perf_counter() - self._start_time
         metrics["charts/steps_per_second"] = (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
+        if self.skip_non_finite_updates:
+            metrics["trainer/skipped_updates"] = float(self.skipped_updates)
+        if self.max_env_restarts:
+            metrics["trainer/env_restarts"] = float(self.num_env_restarts)
         self.metrics = metrics
         self._last_log_step = self.global_step
         self.num_logs += 1
@@ -510,7 +827,10 @@ class Trainer:
             last: dict[str, float] = {}
             for start, stop in _split_bounds(len(order), self.schedule.num_minibatches):
                 minibatch = {key: value[start:stop] for key, value in shuffled.items()}
-                last = self._minibatch_step(minibatch, params)
+                step_values = self._minibatch_step(minibatch, params)
+                if step_values is None:  # skipped: non-finite (skip_non_finite_updates)
+                    continue
+                last = step_values
                 for key, value in last.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += 1
@@ -526,14 +846,18 @@ class Trainer:
             return {}
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         sums: dict[str, float] = {}
+        count = 0
         for _ in range(schedule.gradient_steps):
             minibatch = self.replay.sample(schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams)
-            for key, value in self._minibatch_step(minibatch, params).items():
-                sums[key] = sums.get(key, 0.0) + value
+            step_values = self._minibatch_step(minibatch, params)
+            if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
+                for key, value in step_values.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
             self.gradient_steps += 1
             if self.gradient_steps % schedule.target_update_interval == 0:
                 self._update_targets(schedule.tau)
-        return {key: value / schedule.gradient_steps for key, value in sums.items()}
+        return {key: value / count for key, value in sums.items()}
 
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
@@ -546,7 +870,9 @@ class Trainer:
             for online_buffer, target_buffer in zip(online.buffers(), target.buffers()):
                 target_buffer.copy_(online_buffer)
 
-    def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float]:
+    def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float] | None:
+        """One optimizer step on the agents' summed loss; returns the logged values, or None when the
+        step was skipped because the loss or a gradient is not finite (skip_non_finite_updates)."""
         weighted: list[torch.Tensor] = []
         names: list[str] = []
         logged: list[torch.Tensor | float] = []
@@ -561,18 +887,52 @@ class Trainer:
         total = weighted[0] if len(weighted) == 1 else torch.stack(weighted).sum()
         # One conversion for every logged scalar instead of one host sync per value.
         values = dict(zip(names, torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device) for v in logged]).tolist()))
-        if not math.isfinite(float(total.detach())):
-            raise NonFiniteLossError(_non_finite_terms(values))
+        loss = float(total.detach())
+        if not math.isfinite(loss):
+            return self._non_finite_step(_non_finite_terms(values, self.composition.order))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        # Gradients are checked before clipping, which would spread one agent's NaN over every gradient
+        # (get_total_norm + clip_grads_with_norm_ is what clip_grad_norm_ does). Without clipping, a sum
+        # per gradient is the cheapest check: NaN and inf propagate through it.
+        grads = [p.grad for p in params if p.grad is not None]
         if self.schedule.max_grad_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.schedule.max_grad_norm))
-            if not math.isfinite(grad_norm):
-                raise NonFiniteLossError(f"the gradient norm is {grad_norm} although every loss term is finite (agents: {[a.name for a in self.agents]})")
+            norm = torch.nn.utils.get_total_norm(grads)
+            grad_norm = float(norm)
+            finite = math.isfinite(grad_norm)
+        else:
+            finite = not grads or math.isfinite(float(torch.stack([grad.sum() for grad in grads]).sum()))
+        if not finite:
+            culprits = self._non_finite_gradients(values)
+            if culprits:  # else every gradient is finite and only their sum or norm overflowed
+                return self._non_finite_step(f"non-finite gradient although every loss term is finite: {culprits}")
+        if self.schedule.max_grad_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, self.schedule.max_grad_norm, norm)
             values["trainer/grad_norm"] = grad_norm
         self.optimizer.step()
-        values["trainer/loss"] = float(total.detach())
+        values["trainer/loss"] = loss
         return values
+
+    def _non_finite_gradients(self, values: dict[str, float]) -> str:
+        """Which agents' parameters hold a NaN or infinite gradient, with those agents' loss terms."""
+        parts = []
+        for agent in self.composition.order:
+            names = [name for name, p in agent.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+            if names:
+                shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+                prefix = f"{agent.name}/loss/"
+                terms = ", ".join(f"{key[len(prefix):]!r} = {value:.6g}" for key, value in values.items() if key.startswith(prefix))
+                parts.append(f"agent {agent.name!r} in {shown} (its loss terms: {terms or 'none'})")
+        return "; ".join(parts)
+
+    def _non_finite_step(self, message: str) -> None:
+        """Raise NonFiniteLossError, or skip the step with a warning when skip_non_finite_updates."""
+        message = f"{message} (update {self.num_updates + 1}, step {self.global_step})"
+        if not self.skip_non_finite_updates:
+            raise NonFiniteLossError(message + "; skip_non_finite_updates=True (--set trainer.skip_non_finite_updates=true) skips such updates instead")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_updates += 1
+        warnings.warn(f"skipped a minibatch update: {message}", RuntimeWarning, stacklevel=4)
 
     def _episode_metrics(self) -> dict[str, float]:
         new_returns = self.episodes.returns[self._log_from_episode:]

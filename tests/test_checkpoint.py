@@ -1,10 +1,10 @@
 """Checkpoints: exact round trips, exact resumption, atomic writes, and refusal of anything unsafe or mismatched.
 
 What "exact" means here: a checkpoint holds the agents, the optimizer, the trainer's random generator
-and its counters, not the environments. So resuming is bit-for-bit identical to continuing the original
-trainer object *when the environments are in the same state* as at save time; the tests give the
-resumed trainer a ``copy.deepcopy`` of the original vector env taken at the save, plus the last
-observation. (After ``envs.reset()`` the environment trajectory differs, by design.)
+and its counters, and (where they can be captured) the environments' state. The tests here drive the
+public loop themselves and give the resumed trainer a ``copy.deepcopy`` of the original vector env
+taken at the save, plus the last observation; tests/test_reliability.py checks that ``train()`` after
+``load_state`` continues from the restored environments exactly.
 """
 
 from __future__ import annotations
