@@ -172,6 +172,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def _check_sizes(agent: str, **sizes: int | None) -> None:
+    for option, size in sizes.items():
+        if size is not None and size < 1:
+            raise ValueError(f"agent {agent!r}: {option} must be >= 1, got {size}")
+
+
 def two_layer(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """Linear -> ReLU -> Linear, the shape of the paper's inverse and forward models."""
     return nn.Sequential(layer_init(nn.Linear(in_dim, hidden)), nn.ReLU(), layer_init(nn.Linear(hidden, out_dim), std=1.0))
@@ -234,6 +240,7 @@ class ICM(Agent):
         self.normalize_reward = normalize_reward
         self.normalize_obs = normalize_obs
         self.obs_clip = obs_clip
+        _check_sizes(self.default_name if name is None else name, feature_dim=feature_dim, head_hidden=head_hidden, chunk_size=chunk_size)
         self.feature_dim = feature_dim
         self.hidden = tuple(hidden)
         self.head_hidden = head_hidden

@@ -83,6 +83,9 @@ class RND(Agent):
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        for option, size in (("feature_dim", feature_dim), ("chunk_size", chunk_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"agent {name or self.default_name!r}: {option} must be >= 1, got {size}")
         if not 0.0 < update_proportion <= 1.0:
             raise ValueError(f"update_proportion must be in (0, 1], got {update_proportion}")
         self.int_gamma = int_gamma
