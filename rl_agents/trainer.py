@@ -893,22 +893,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         # Gradients are checked before clipping, which would spread one agent's NaN over every gradient
-        # (get_total_norm + clip_grads_with_norm_ is what clip_grad_norm_ does). Without clipping, a sum
-        # per gradient is the cheapest check: NaN and inf propagate through it.
+        # (get_total_norm + clip_grads_with_norm_ is what clip_grad_norm_ does); NaN and inf reach the norm.
         grads = [p.grad for p in params if p.grad is not None]
-        if self.schedule.max_grad_norm is not None:
-            norm = torch.nn.utils.get_total_norm(grads)
-            grad_norm = float(norm)
-            finite = math.isfinite(grad_norm)
-        else:
-            finite = not grads or math.isfinite(float(torch.stack([grad.sum() for grad in grads]).sum()))
-        if not finite:
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        grad_norm = float(norm)
+        if not math.isfinite(grad_norm):
             culprits = self._non_finite_gradients(values)
             if culprits:  # else every gradient is finite and only their sum or norm overflowed
                 return self._non_finite_step(f"non-finite gradient although every loss term is finite: {culprits}")
         if self.schedule.max_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(params, self.schedule.max_grad_norm, norm)
-            values["trainer/grad_norm"] = grad_norm
+        values["trainer/grad_norm"] = grad_norm
         self.optimizer.step()
         values["trainer/loss"] = loss
         return values
