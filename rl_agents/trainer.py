@@ -308,6 +308,7 @@ class Trainer:
         self._obs_dtype_accepted = self._obs_np_dtype
         self.replay = self._build_replay()
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
+        self._target_tensors: list[tuple[list[torch.Tensor], ...]] | None = None
         self.gradient_steps = 0
         self.log_interval = (1000 if self.off_policy else 0) if log_interval is None else log_interval
         self._stored_act_outputs = self.composition.collected_keys & self.composition.specs[self.acting.name].act_outputs
@@ -861,14 +862,18 @@ class Trainer:
 
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
-        for online, target in self._target_pairs:
-            online_params, target_params = list(online.parameters()), list(target.parameters())
+        if self._target_tensors is None:  # load_state_dict copies in place, so the tensors stay the same
+            self._target_tensors = [
+                ([*online.parameters()], [*target.parameters()], [*online.buffers()], [*target.buffers()])
+                for online, target in self._target_pairs
+            ]
+        for online_params, target_params, online_buffers, target_buffers in self._target_tensors:
             if tau == 1.0:
                 torch._foreach_copy_(target_params, online_params)
             else:
                 torch._foreach_lerp_(target_params, online_params, tau)
-            for online_buffer, target_buffer in zip(online.buffers(), target.buffers()):
-                target_buffer.copy_(online_buffer)
+            if online_buffers:
+                torch._foreach_copy_(target_buffers, online_buffers)
 
     def _minibatch_step(self, minibatch: Batch, params: list[torch.nn.Parameter]) -> dict[str, float] | None:
         """One optimizer step on the agents' summed loss; returns the logged values, or None when the

@@ -9,7 +9,7 @@ automatic entropy tuning toward ``-dim(action)`` starting from a temperature of 
 One difference from SB3: the Trainer sums the critic, actor and temperature losses into one
 optimizer step, so the actor's loss sees the critics as they were before this step's critic update
 (SB3 updates the critics first). The actor's gradient never reaches the critics: its Q estimate
-uses detached copies of their parameters.
+uses their parameters detached.
 
 Reward streams: each critic has one output per stream in the composition; each output is trained on
 its stream's reward with the stream's discount (non-episodic streams bootstrap through terminal
@@ -25,8 +25,8 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from rl_agents.agent import (
     ACTION,
@@ -53,7 +53,7 @@ def relu_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequentia
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU()]
+        layers += [nn.Linear(last, width), nn.ReLU(inplace=True)]
         last = width
     layers.append(nn.Linear(last, out_dim))
     return nn.Sequential(*layers)
@@ -96,6 +96,13 @@ class Critic(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1))
+
+    def frozen(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The same Q with detached weights: gradients flow to the inputs only (the actor's loss)."""
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.net:
+            x = F.linear(x, layer.weight.detach(), layer.bias.detach()) if isinstance(layer, nn.Linear) else layer(x)
+        return x
 
 
 class SAC(Agent):
@@ -244,11 +251,7 @@ class SAC(Agent):
 
     def _policy_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """min over critics of the coef-weighted Q, with gradients to the action only."""
-        values = []
-        for critic in self.critics:
-            frozen = {name: param.detach() for name, param in critic.named_parameters()}
-            values.append(functional_call(critic, frozen, (obs, action)) @ self.stream_coefs)
-        return torch.minimum(*values)
+        return torch.minimum(*(critic.frozen(obs, action) @ self.stream_coefs for critic in self.critics))
 
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         obs, action = self._flat(minibatch[OBS]), minibatch[ACTION]
