@@ -37,6 +37,7 @@ class ReplayBuffer:
         self.num_envs = num_envs
         self.device = device
         self.data: Batch = {}
+        self._invalid_count = 0  # invalid transitions in the ring; sampling rejects only when there are any
         self.position = 0  # next vector step to write
         self.size = 0  # vector steps stored
 
@@ -68,6 +69,8 @@ class ReplayBuffer:
 
     def _write(self, piece: Batch, length: int) -> None:
         rows = (torch.arange(length) + self.position) % self.capacity
+        overwritten = rows[rows < self.size]
+        self._invalid_count += int((~piece[VALID][:length]).sum()) - int((~self.data[VALID][overwritten]).sum())
         for key, stored in self.data.items():
             if key not in piece:
                 raise KeyError(f"replay chunk lacks {key!r}, which earlier chunks had")
@@ -106,6 +109,8 @@ class ReplayBuffer:
         """Flat indices (step * num_envs + env) drawn uniformly over the valid transitions by rejection
         (invalid ones are the rare reset steps)."""
         valid = self.data[VALID][: self.size].reshape(-1) if self.data else torch.zeros(0, dtype=torch.bool)
+        if self._invalid_count == 0 and len(valid):  # e.g. same-step autoreset: every row is a transition
+            return torch.randint(len(valid), (batch_size,), generator=generator, device=generator.device).cpu()
         chosen: list[torch.Tensor] = []
         needed = batch_size
         for _ in range(max_rounds):
@@ -158,3 +163,4 @@ class ReplayBuffer:
             stored[:size] = value
             self.data[key] = stored
         self.position, self.size = position, size
+        self._invalid_count = int((~self.data[VALID][:size]).sum()) if VALID in self.data else 0

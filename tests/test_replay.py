@@ -127,3 +127,17 @@ def test_a_buffer_larger_than_memory_is_refused_with_its_size() -> None:
     buffer = ReplayBuffer(capacity=10**11, num_envs=1, device=torch.device("cpu"))
     with pytest.raises(MemoryError, match=r"100,000,000,000 transitions needs .* GiB .*lower buffer_size"):
         buffer.add(chunk([0, 1]))
+
+
+def test_sampling_rejects_only_while_invalid_rows_are_stored_and_restore_agrees() -> None:
+    buffer = ReplayBuffer(capacity=3, num_envs=1, device=torch.device("cpu"))
+    buffer.add(chunk([0, 1, 2], invalid=[(1, 0)]))
+    assert buffer._invalid_count == 1
+    buffer.add(chunk([3, 4]))  # overwrites steps 0 and 1: the invalid row is gone
+    assert buffer._invalid_count == 0
+    copy = ReplayBuffer(capacity=3, num_envs=1, device=torch.device("cpu"))
+    copy.restore(buffer.state_tensors(), position=buffer.position, size=buffer.size)
+    assert copy._invalid_count == 0
+    a = buffer.sample(16, torch.Generator().manual_seed(5))
+    b = copy.sample(16, torch.Generator().manual_seed(5))
+    assert torch.equal(a[OBS], b[OBS])
