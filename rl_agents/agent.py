@@ -40,6 +40,13 @@ BOOTSTRAP_OBS = "bootstrap_obs"
 REPLAY_KEYS = frozenset({N_STEPS, BOOTSTRAP_OBS})
 
 
+def check_option(agent: str, option: str, value: float | None, low: float, high: float = float("inf")) -> None:
+    """Refuse an agent option outside ``[low, high]`` (None passes) with a ValueError naming both."""
+    if value is not None and not low <= value <= high:
+        bounds = f">= {low:g}" if high == float("inf") else f"in [{low:g}, {high:g}]"
+        raise ValueError(f"agent {agent!r}: {option} must be {bounds}, got {value}")
+
+
 class CompositionError(ValueError):
     """Agents that cannot be trained together, or an agent that does not fit the environment."""
 

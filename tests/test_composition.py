@@ -134,3 +134,22 @@ def test_independent_agents_are_ordered_by_name_whatever_the_list_order() -> Non
     forward = order([PPO(), ConstantBonus(name="b_bonus", stream="b"), ConstantBonus(name="a_bonus", stream="a")])
     backward = order([ConstantBonus(name="a_bonus", stream="a"), ConstantBonus(name="b_bonus", stream="b"), PPO()])
     assert forward == backward == ["a_bonus", "b_bonus", "ppo"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"agents": "ppo", "ppo": {"gamma": 2.0}}, "agent 'ppo': gamma must be in [0, 1], got 2.0"),
+        ({"agents": "ppo", "ppo": {"obs_clip": -1.0}}, "agent 'ppo': obs_clip must be >= 0, got -1.0"),
+        ({"agents": "a2c", "a2c": {"gae_lambda": 1.5}}, "agent 'a2c': gae_lambda must be in [0, 1], got 1.5"),
+        ({"agents": "dqn", "dqn": {"exploration_steps": -5}}, "agent 'dqn': exploration_steps must be >= 0, got -5"),
+        ({"env": "Pendulum-v1", "agents": "sac", "sac": {"log_std_min": 3.0}}, "agent 'sac': log_std_max must be >= 3"),
+        ({"agents": "ppo+rnd", "rnd": {"int_gamma": -0.1}}, "agent 'rnd': int_gamma must be in [0, 1], got -0.1"),
+    ],
+)
+def test_out_of_range_agent_options_are_config_errors_naming_agent_and_option(raw: dict, message: str) -> None:
+    from rl_agents.config import ConfigError, config_from_dict, make_trainer
+
+    with pytest.raises(ConfigError) as error:
+        make_trainer(config_from_dict(raw))
+    assert message in str(error.value)

@@ -36,6 +36,7 @@ from rl_agents.agent import (
     EnvContext,
     ReplaySchedule,
     RewardStream,
+    check_option,
 )
 from rl_agents.nets import NatureCNN, flat_dim, is_image_space
 
@@ -96,6 +97,9 @@ class DQN(Agent):
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        check_option(self.name, "gamma", gamma, 0.0, 1.0)
+        check_option(self.name, "exploration_fraction", exploration_fraction, 0.0, 1.0)
+        check_option(self.name, "exploration_steps", exploration_steps, 0)
         if not 0.0 <= final_epsilon <= 1.0 or not 0.0 <= initial_epsilon <= 1.0:
             raise ValueError(f"epsilons must be in [0, 1], got {initial_epsilon} and {final_epsilon}")
         self.gamma = gamma

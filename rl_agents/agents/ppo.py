@@ -31,6 +31,7 @@ from rl_agents.agent import (
     EnvContext,
     RewardStream,
     Schedule,
+    check_option,
 )
 from rl_agents.agents.distributions import ActionHead, make_action_head
 from rl_agents.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
@@ -103,6 +104,11 @@ class PPO(Agent):
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        check_option(self.name, "gamma", gamma, 0.0, 1.0)
+        check_option(self.name, "gae_lambda", gae_lambda, 0.0, 1.0)
+        check_option(self.name, "clip_coef", clip_coef, 0.0)
+        check_option(self.name, "obs_clip", obs_clip, 0.0)
+        check_option(self.name, "reward_clip", reward_clip, 0.0)
         self.gamma = gamma
         self.gae_lambda = gae_lambda
         self.ext_coef = ext_coef

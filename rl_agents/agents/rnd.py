@@ -41,7 +41,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_agents.agent import NEXT_OBS, VALID, Agent, Batch, CompositionError, DataSpec, EnvContext, RewardStream
+from rl_agents.agent import (
+    NEXT_OBS,
+    VALID,
+    Agent,
+    Batch,
+    CompositionError,
+    DataSpec,
+    EnvContext,
+    RewardStream,
+    check_option,
+)
 from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, uses_convolutions
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 
@@ -83,6 +93,8 @@ class RND(Agent):
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        check_option(self.name, "int_gamma", int_gamma, 0.0, 1.0)
+        check_option(self.name, "obs_clip", obs_clip, 0.0)
         for option, size in (("feature_dim", feature_dim), ("chunk_size", chunk_size)):
             if size is not None and size < 1:
                 raise ValueError(f"agent {name or self.default_name!r}: {option} must be >= 1, got {size}")

@@ -42,6 +42,7 @@ from rl_agents.agent import (
     EnvContext,
     ReplaySchedule,
     RewardStream,
+    check_option,
 )
 from rl_agents.nets import flat_dim
 
@@ -138,6 +139,8 @@ class SAC(Agent):
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
+        check_option(self.name, "gamma", gamma, 0.0, 1.0)
+        check_option(self.name, "log_std_max", log_std_max, log_std_min)
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.critic_lr = critic_lr
