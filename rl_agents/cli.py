@@ -167,6 +167,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return config_from_dict(raw, source=source)
 
 
+def _flag_name(dest: str) -> str:
+    return "the config file argument" if dest == "config" else "--" + dest.replace("_", "-")
+
+
 def default_run_dir(config: RunConfig) -> Path:
     env = config.env.replace("/", "_")
     return Path("runs") / f"{env}_{config.agents}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -185,7 +189,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise CommandError(f"run directory {str(run_dir)!r} does not exist")
-        raw = apply_overrides(load_yaml(run_dir / "config.yaml"), [f"steps={args.steps}"] if args.steps else [])
+        fixed = [flag for flag in ("config", "env", "agents", "seed", "num_envs", "out") if getattr(args, flag, None) is not None]
+        if fixed:
+            raise CommandError(
+                f"--resume continues {run_dir} as its config.yaml says; drop {_flag_name(fixed[0])} "
+                "(--steps, --device and --set KEY=VALUE may change)"
+            )
+        overrides = ([f"steps={args.steps}"] if args.steps else []) + ([f"device={args.device}"] if args.device else [])
+        raw = apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides)
         config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
         recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
         checkpoint = latest_checkpoint(run_dir / "checkpoints")

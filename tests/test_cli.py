@@ -52,6 +52,16 @@ def test_resume_continues_the_step_counter(trained_run: Path, tmp_path: Path) ->
     assert (copy / "checkpoints" / "step_000002048").is_dir()
 
 
+def test_resume_takes_set_overrides_and_refuses_flags_that_would_change_the_run(trained_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(trained_run), str(copy)], check=True)
+    refused = rl_agents("train", "--resume", str(copy), "--agents", "ppo", "--quiet")
+    assert refused.returncode == 2 and "drop --agents" in refused.stderr and "Traceback" not in refused.stderr
+    result = rl_agents("train", "--resume", str(copy), "--steps", "1536", "--set", "ppo.ent_coef=0.05", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((copy / "config.yaml").read_text())["ppo"]["ent_coef"] == 0.05
+
+
 def test_eval_prints_a_mean_return(trained_run: Path) -> None:
     result = rl_agents("eval", str(trained_run), "--episodes", "3", "--deterministic")
     assert result.returncode == 0, result.stderr
