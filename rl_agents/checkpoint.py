@@ -896,7 +896,9 @@ def load_trainer(
     ``envs`` defaults to the environments the config describes (``rl_agents.envs.make_envs``).
     ``device`` overrides the config's device. ``trainer_cls`` (default ``Trainer``) is the class built.
     """
-    from rl_agents.config import ConfigError, build_agents, config_from_dict, config_to_dict
+    import dataclasses
+
+    from rl_agents.config import ConfigError, config_from_dict, make_trainer
     from rl_agents.trainer import Trainer
 
     directory = resolve_checkpoint(path)
@@ -910,22 +912,9 @@ def load_trainer(
         config = config_from_dict(raw, source=str(directory / STATE_FILE))
     except ConfigError as error:
         raise CheckpointError(f"{directory / STATE_FILE}: stored run config is invalid ({_one_line(error)})") from None
-    if envs is None:
-        from rl_agents.envs import make_envs
-
-        envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-    trainer = (trainer_cls or Trainer)(
-        envs,
-        build_agents(config),
-        seed=config.seed,
-        device=config.device if device is None else device,
-        total_steps=config.steps,
-        loggers=loggers,
-        log_interval=config.trainer.log_interval,
-        **config.trainer.failure_settings(),
-        **config.trainer.schedule_settings(),
-    )
-    trainer.run_config = config_to_dict(config)  # as make_trainer stores it (JSON lists back to tuples)
+    if device is not None:
+        config = dataclasses.replace(config, device=str(device))
+    trainer = make_trainer(config, loggers, envs=envs, trainer_cls=trainer_cls or Trainer)
     load_state(trainer, directory)
     return trainer
 

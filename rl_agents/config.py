@@ -236,15 +236,23 @@ def build_agents(config: RunConfig) -> list[Agent]:
 _USER_VALUE_ERRORS = (ConfigError, CompositionError, EnvCreationError)
 
 
-def make_trainer(config: RunConfig, loggers: list | tuple = ()) -> Trainer:
-    """The environments, agents and Trainer a config describes."""
+def make_trainer(
+    config: RunConfig,
+    loggers: list | tuple = (),
+    *,
+    envs: gym.vector.VectorEnv | None = None,
+    trainer_cls: type[Trainer] = Trainer,
+) -> Trainer:
+    """The environments (unless ``envs`` are given), agents and Trainer a config describes."""
     agents = build_agents(config)  # before the envs: nothing to close when an option is refused
+    own_envs = envs is None
+    if envs is None:
+        try:
+            envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
+        except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
+            raise EnvCreationError(f"environment {config.env!r}: {error}") from error
     try:
-        envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-    except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
-        raise EnvCreationError(f"environment {config.env!r}: {error}") from error
-    try:
-        trainer = Trainer(
+        trainer = trainer_cls(
             envs,
             agents,
             seed=config.seed,
@@ -256,7 +264,8 @@ def make_trainer(config: RunConfig, loggers: list | tuple = ()) -> Trainer:
             **config.trainer.schedule_settings(),
         )
     except BaseException as error:
-        envs.close()  # async envs are processes
+        if own_envs:
+            envs.close()  # async envs are processes
         if isinstance(error, ValueError) and not isinstance(error, _USER_VALUE_ERRORS):
             raise ConfigError(str(error)) from error  # e.g. device 'cuda' without CUDA, Adam refusing an lr
         if is_out_of_memory(error):  # e.g. trainer.num_steps: 1e15
