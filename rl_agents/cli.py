@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. ppo.ent_coef=0.02")
     train.add_argument("--out", help="run directory (default runs/<env>_<agents>_s<seed>_<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--checkpoints", type=int, default=10, help="number of periodic checkpoints over the run")
+    train.add_argument("--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)")
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     train.set_defaults(handler=cmd_train)
@@ -158,7 +158,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if not args.config:  # a preset's sections for agents not requested are dropped
             raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
         raw["agents"] = args.agents
-    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device")):
+    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device"), ("checkpoints", "checkpoints")):
         if getattr(args, flag, None) is not None:
             raw[key] = getattr(args, flag)
     if getattr(args, "num_envs", None) is not None:
@@ -195,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues {run_dir} as its config.yaml says; drop {_flag_name(fixed[0])} "
                 "(--steps, --device and --set KEY=VALUE may change)"
             )
-        overrides = ([f"steps={args.steps}"] if args.steps else []) + ([f"device={args.device}"] if args.device else [])
+        overrides = [f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None]
         raw = apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides)
         config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
         recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
@@ -222,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.load_state(checkpoint)
         console.print(f"resuming {run_dir} from {checkpoint.name} at step {trainer.global_step}")
     loggers[0].truncate(trainer.global_step)  # rows logged after the checkpoint are logged again
-    interval = max(config.steps // max(args.checkpoints, 1), 1)
+    interval = max(config.steps // config.checkpoints, 1)
     next_save = (trainer.global_step // interval + 1) * interval
 
     def save_periodically(t: Any) -> None:

@@ -86,6 +86,7 @@ class RunConfig:
     steps: int = 100_000
     seed: int = 1
     device: str = "cpu"
+    checkpoints: int = 10  # periodic checkpoints over the run (the command line's --checkpoints)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -389,6 +390,8 @@ def _check_ranges(config: RunConfig, source: str) -> None:
     def refuse(key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"{source}: {key} must be {rule}, got {_show(value)}")
 
+    if not 1 <= config.checkpoints <= 100_000:
+        refuse("checkpoints", "between 1 and 100000", config.checkpoints)
     if not 0 <= config.seed <= MAX_SEED:
         refuse("seed", f"between 0 and {MAX_SEED}", config.seed)
     if config.device != "auto":

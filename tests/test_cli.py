@@ -60,6 +60,9 @@ def test_resume_takes_set_overrides_and_refuses_flags_that_would_change_the_run(
     result = rl_agents("train", "--resume", str(copy), "--steps", "1536", "--set", "ppo.ent_coef=0.05", "--quiet")
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load((copy / "config.yaml").read_text())["ppo"]["ent_coef"] == 0.05
+    result = rl_agents("train", "--resume", str(copy), "--steps", "2048", "--checkpoints", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((copy / "config.yaml").read_text())["checkpoints"] == 2  # kept for later resumes
 
 
 def test_eval_prints_a_mean_return(trained_run: Path) -> None:
