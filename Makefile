@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15
 
 bench: $(STAMP)
-	$(PY) benchmarks/speed.py
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) runs
