@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import torch
 
+from benchmarks.speed import env_only_gym
+
 ENV_ID = "HalfCheetah-v5"
 NUM_ENVS = 1
 NUM_STEPS = 2048
@@ -112,16 +114,7 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
 def env_only(workload: Workload, total_steps: int, seed: int) -> float:
     """Random-action steps/s of gymnasium's sync vector env (what rl_agents steps)."""
-    envs = gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
-    envs.reset(seed=seed)
-    envs.action_space.seed(seed)
-    iterations = max(1, total_steps // workload.num_envs)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        envs.step(envs.action_space.sample())
-    seconds = time.perf_counter() - start
-    envs.close()
-    return iterations * workload.num_envs / seconds
+    return env_only_gym(workload, max(total_steps, workload.num_envs), seed)
 
 
 def main(argv: list[str] | None = None) -> None:
