@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from rl_agents.agent import N_STEPS, TERMINATED, RewardStream
+
 
 def gae(
     rewards: torch.Tensor,
@@ -35,3 +37,22 @@ def gae(
         advantages[t] = running
     return advantages
 
+
+
+def replay_td_targets(
+    minibatch: dict[str, torch.Tensor],
+    streams: tuple[RewardStream, ...],
+    next_values: torch.Tensor,
+    gammas: torch.Tensor,
+    episodic: torch.Tensor,
+) -> torch.Tensor:
+    """``[batch, streams]`` TD targets of replayed (possibly n-step) transitions:
+    ``reward + gamma ** n_steps * (1 - terminated if episodic) * next_value`` per reward stream.
+
+    ``next_values`` ``[batch, streams]`` are evaluated at ``bootstrap_obs``; ``gammas`` and ``episodic``
+    ``[streams]`` are the streams' discounts and episodic flags (as floats).
+    """
+    rewards = torch.stack([minibatch[stream.key].float() for stream in streams], dim=1)
+    discount = gammas ** minibatch[N_STEPS].unsqueeze(1)
+    bootstrap = 1.0 - minibatch[TERMINATED].float().unsqueeze(1) * episodic
+    return rewards + discount * bootstrap * next_values

@@ -39,6 +39,7 @@ from rl_agents.agent import (
     check_option,
 )
 from rl_agents.nets import NatureCNN, flat_dim, is_image_space
+from rl_agents.returns import replay_td_targets
 
 
 class QNetwork(nn.Module):
@@ -195,10 +196,7 @@ class DQN(Agent):
             chooser = self.q_network(next_obs) if self.double else next_target
             best = (chooser @ self.stream_coefs).argmax(dim=1)
             next_value = next_target[torch.arange(best.shape[0], device=best.device), best]
-            rewards = torch.stack([minibatch[stream.key].float() for stream in self.streams], dim=1)
-            discount = self.stream_gammas ** minibatch[N_STEPS].unsqueeze(1)
-            bootstrap = 1.0 - minibatch[TERMINATED].float().unsqueeze(1) * self.stream_episodic
-            return rewards + discount * bootstrap * next_value
+            return replay_td_targets(minibatch, self.streams, next_value, self.stream_gammas, self.stream_episodic)
 
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         target = self.td_target(minibatch)

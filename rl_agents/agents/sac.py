@@ -45,6 +45,7 @@ from rl_agents.agent import (
     check_option,
 )
 from rl_agents.nets import flat_dim
+from rl_agents.returns import replay_td_targets
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 ADAM_EPS = 1e-8  # PyTorch's default, which SB3's SAC uses
@@ -247,10 +248,7 @@ class SAC(Agent):
             next_action, next_log_prob = self.actor.sample(next_obs, self.generator)
             next_q = torch.minimum(*(critic(next_obs, next_action) for critic in self.target_critics))
             next_q = next_q - self.alpha * next_log_prob.unsqueeze(1) * self.is_extrinsic
-            rewards = torch.stack([minibatch[stream.key].float() for stream in self.streams], dim=1)
-            discount = self.stream_gammas ** minibatch[N_STEPS].unsqueeze(1)
-            bootstrap = 1.0 - minibatch[TERMINATED].float().unsqueeze(1) * self.stream_episodic
-            return rewards + discount * bootstrap * next_q
+            return replay_td_targets(minibatch, self.streams, next_q, self.stream_gammas, self.stream_episodic)
 
     def _policy_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """min over critics of the coef-weighted Q, with gradients to the action only."""
