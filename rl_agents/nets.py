@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rl_agents.agent import CompositionError
+
 
 def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
     """Orthogonal weights with gain ``std`` and constant bias, as in the PPO implementation details."""
@@ -206,3 +208,12 @@ def uses_convolutions(space: gym.spaces.Box) -> bool:
         return False
     _, height, width, _ = image_layout(space.shape)
     return min(height, width) >= 4  # three 2x2 convolutions need at least 4 pixels
+
+
+def require_numeric_box(agent: str, space: gym.Space) -> None:
+    """Refuse observation spaces an observation-embedding bonus (RND, ICM) cannot read."""
+    if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.number) or flat_dim(space) == 0:
+        raise CompositionError(
+            f"agent {agent!r} needs a numeric Box observation space, got {space}; "
+            "flatten or select it with a wrapper (e.g. minigrid.wrappers.ImgObsWrapper)"
+        )

@@ -59,7 +59,7 @@ from rl_agents.agent import (
     EnvContext,
     RewardStream,
 )
-from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, uses_convolutions
+from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 
 CURIOSITY = "curiosity"
@@ -255,11 +255,7 @@ class ICM(Agent):
     def bind(self, ctx: EnvContext) -> None:
         super().bind(ctx)
         space = ctx.observation_space
-        if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.number) or flat_dim(space) == 0:
-            raise CompositionError(
-                f"agent {self.name!r} needs a numeric Box observation space, got {space}; "
-                "flatten or select it with a wrapper (e.g. minigrid.wrappers.ImgObsWrapper)"
-            )
+        require_numeric_box(self.name, space)
         coding = make_action_coding(ctx.action_space)
         if coding is None:
             raise CompositionError(

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import math
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
@@ -46,13 +44,12 @@ from rl_agents.agent import (
     VALID,
     Agent,
     Batch,
-    CompositionError,
     DataSpec,
     EnvContext,
     RewardStream,
     check_option,
 )
-from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, uses_convolutions
+from rl_agents.nets import conv_trunk, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
 from rl_agents.normalize import ReturnScaler, RunningMeanStd
 
 INTRINSIC = "intrinsic"
@@ -117,11 +114,7 @@ class RND(Agent):
     def bind(self, ctx: EnvContext) -> None:
         super().bind(ctx)
         space = ctx.observation_space
-        if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.number) or flat_dim(space) == 0:
-            raise CompositionError(
-                f"agent {self.name!r} needs a numeric Box observation space, got {space}; "
-                "flatten or select it with a wrapper (e.g. minigrid.wrappers.ImgObsWrapper)"
-            )
+        require_numeric_box(self.name, space)
         if uses_convolutions(space):
             features = self.feature_dim or 512
             target_trunk, trunk_dim = conv_trunk(space)
