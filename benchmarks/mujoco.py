@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import torch
 
-from benchmarks.speed import env_only_gym
+from benchmarks.speed import RunResult, env_only_gym
 
 ENV_ID = "HalfCheetah-v5"
 NUM_ENVS = 1
@@ -50,18 +50,6 @@ class Workload:
 
 
 WORKLOAD = Workload()
-
-
-@dataclass(frozen=True)
-class RunResult:
-    library: str
-    seed: int
-    steps: int
-    seconds: float
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.steps / self.seconds
 
 
 def round_to_rollouts(steps: int, workload: Workload = WORKLOAD) -> int:
