@@ -6,6 +6,7 @@ Both are ``nn.Module`` s whose statistics are buffers, so they travel in an agen
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +26,27 @@ class RunningMeanStd(nn.Module):
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
+        if batch.device.type == "cpu" and self.mean.device.type == "cpu":
+            # numpy's per-call overhead is a fraction of torch's: this runs once per env step in PPO.
+            self._update_on_host(batch.reshape(-1, *self.mean.shape).numpy())
+            return
         batch = batch.reshape(-1, *self.mean.shape).to(torch.float64)
-        batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, unbiased=False)
+        self._merge(batch.mean(dim=0), batch.var(dim=0, unbiased=False), batch.shape[0])
+
+    def _update_on_host(self, batch: np.ndarray) -> None:
+        batch = batch.astype(np.float64, copy=False)
+        mean, var, count = self.mean.numpy(), self.var.numpy(), float(self.count)
         batch_count = batch.shape[0]
+        batch_mean = batch.mean(axis=0)
+        batch_var = batch.var(axis=0) if batch_count > 1 else np.zeros_like(batch_mean)
+        delta = batch_mean - mean
+        total = count + batch_count
+        m2 = var * count + batch_var * batch_count + np.square(delta) * (count * batch_count / total)
+        mean += delta * (batch_count / total)
+        np.divide(m2, total, out=var)
+        self.count.fill_(total)
+
+    def _merge(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: int) -> None:
         delta = batch_mean - self.mean
         total = self.count + batch_count
         new_mean = self.mean + delta * batch_count / total

@@ -213,8 +213,12 @@ class PPO(Agent):
             params, values = self._fused_inference(policy_obs)
         else:
             params, values = self._actor_critic(policy_obs)
-        action = self.action_head.mode(params) if deterministic else self.action_head.sample(params, self.generator)
-        outputs = {ACTION: action, LOGPROB: self.action_head.log_prob(params, action), VALUES: values}
+        if deterministic:
+            action = self.action_head.mode(params)
+            log_prob = self.action_head.log_prob(params, action)
+        else:
+            action, log_prob = self.action_head.sample_with_log_prob(params, self.generator)
+        outputs = {ACTION: action, LOGPROB: log_prob, VALUES: values}
         if self.normalize_obs:
             outputs[POLICY_OBS] = policy_obs
         return outputs
