@@ -20,8 +20,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -103,7 +103,7 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
         learning_rate=lambda progress_remaining: LEARNING_RATE * progress_remaining,
         n_steps=NUM_STEPS, batch_size=workload.minibatch_size, n_epochs=NUM_EPOCHS,
         gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
-        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),
+        policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
         seed=seed, device="cpu", verbose=0,
     )
     start = time.perf_counter()

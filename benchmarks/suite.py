@@ -1,4 +1,5 @@
-"""The benchmark suite (`python -m benchmarks`): every workload, rl_agents side by side with Stable-Baselines3, one table.
+"""The benchmark suite (`python -m benchmarks`): every workload, rl_agents side by side with Stable-Baselines3, one table
+(and one more for the learning workloads: final returns, steps and seconds to a threshold).
 
     python -m benchmarks                                   # all workloads at full size (long)
     python -m benchmarks --quick                           # tiny runs: a smoke check of every workload
@@ -9,8 +10,10 @@ Workloads (settings in each module's docstring and in BENCHMARKS.md):
 * ``ppo-cartpole``    PPO, CartPole-v1, CleanRL ``ppo.py`` defaults, 4 envs      (benchmarks/speed.py)
 * ``ppo-cartpole64``  the same with 64 envs                                      (benchmarks/speed.py)
 * ``ppo-halfcheetah`` PPO, HalfCheetah-v5, CleanRL ``ppo_continuous_action.py``  (benchmarks/mujoco.py)
+* ``minigrid-doorkey`` PPO + CNN, MiniGrid-DoorKey-5x5-v0, CleanRL ``ppo.py``    (benchmarks/doorkey.py)
 * ``dqn-cartpole``    DQN, CartPole-v1, rl-zoo3 settings                         (benchmarks/offpolicy.py)
 * ``sac-pendulum``    SAC, Pendulum-v1, rl-zoo3 settings                         (benchmarks/offpolicy.py)
+* ``cartpole-solve``  PPO, CartPole-v1 until solved: our preset vs rl-zoo3's     (benchmarks/solve.py)
 
 Every training run happens in a fresh child process (``spawn``), so that each side's peak memory is
 its own: the table's memory columns are the child's RSS high-water mark (``VmHWM``; ``ru_maxrss``
@@ -19,20 +22,23 @@ includes the interpreter, torch and gymnasium, and in parentheses how far it ros
 baseline (taken before the library is imported: library import + construction + training). Seeds
 are interleaved (ours 0, SB3 0, ours 1, ...); only the training call is timed; the steps/s columns
 are medians over seeds. ``env-only`` is the random-action throughput of the gymnasium sync vector env
-that rl_agents steps for the workload (same env count and autoreset mode), with no library.
+that rl_agents steps for the workload (same env count, autoreset mode and wrappers), with no library.
+Learning workloads also show the final return (mean of the last 20 training episodes, median over
+seeds), and ``cartpole-solve`` the env steps and seconds until the threshold (median over seeds, a
+run that does not reach it within the step cap counting as never).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -40,7 +46,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import mujoco, offpolicy, speed
+from benchmarks import doorkey, mujoco, offpolicy, solve, speed
+from benchmarks.common import env_only_make_envs, random_steps_per_second
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,7 @@ def _offpolicy_env_only(workload: offpolicy.Workload) -> Callable[[int, int], fl
             workload.env_id, num_envs=1, vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         )
-        envs.reset(seed=seed)
-        envs.action_space.seed(seed)
-        start = time.perf_counter()
-        for _ in range(total_steps):
-            envs.step(envs.action_space.sample())
-        seconds = time.perf_counter() - start
-        envs.close()
-        return total_steps / seconds
+        return random_steps_per_second(envs, total_steps, seed)
 
     return measure
 
@@ -111,8 +111,17 @@ SUITES: dict[str, Suite] = {
             lambda n, seed: mujoco.env_only(mujoco.WORKLOAD, n, seed),
             mujoco.describe,
         ),
+        Suite(
+            "minigrid-doorkey", doorkey, doorkey.WORKLOAD, doorkey.DEFAULT_STEPS, doorkey.WORKLOAD.batch_size,
+            doorkey.DEFAULT_SEEDS, lambda n: speed.round_to_rollouts(n, doorkey.WORKLOAD),
+            lambda n, seed: env_only_make_envs(doorkey.WORKLOAD, n, seed), doorkey.describe,
+        ),
         _offpolicy_suite("dqn-cartpole", offpolicy.DQN_LEARNING_STARTS + 2 * offpolicy.DQN_TRAIN_FREQ),
         _offpolicy_suite("sac-pendulum", 500),
+        Suite(
+            "cartpole-solve", solve, solve.WORKLOAD, solve.DEFAULT_STEPS, solve.QUICK_STEPS, 3, solve.round_to_rollouts,
+            lambda n, seed: env_only_make_envs(solve.WORKLOAD, n, seed), solve.describe,
+        ),
     ]
 }
 
@@ -146,44 +155,97 @@ def _run_in_child(module_name: str, runner: str, workload: Any, steps: int, seed
 
 
 @dataclass
+class Side:
+    """One library's runs of a workload: its result for each seed and its peak memory."""
+
+    results: list[Any] = field(default_factory=list)  # speed.RunResult, offpolicy.RunResult or solve.SolveResult
+    peak_mib: float = 0.0
+    extra_mib: float = 0.0
+
+    def add(self, result: Any, baseline_mib: float, peak_mib: float) -> None:
+        self.results.append(result)
+        self.peak_mib = max(self.peak_mib, peak_mib)
+        self.extra_mib = max(self.extra_mib, peak_mib - baseline_mib)
+
+    @property
+    def median_sps(self) -> float:
+        return statistics.median(r.steps_per_second for r in self.results)
+
+    @property
+    def final_returns(self) -> list[float]:
+        """Mean return of the last training episodes, per seed; empty where returns are not recorded."""
+        return [r.final_return for r in self.results if isinstance(r, offpolicy.RunResult)]
+
+    @property
+    def solves(self) -> list[solve.SolveResult]:
+        return [r for r in self.results if isinstance(r, solve.SolveResult)]
+
+
+@dataclass
 class Row:
     name: str
     steps: int
     seeds: int
-    ours: list[float]
-    sb3: list[float]
-    ours_mib: float
-    sb3_mib: float
-    ours_extra_mib: float
-    sb3_extra_mib: float
     env_sps: float
+    ours: Side = field(default_factory=Side)
+    sb3: Side = field(default_factory=Side)
+
+
+def _learning_notes(result: Any) -> str:
+    """The per-seed line's end for learning workloads: the final return, and where it stopped."""
+    if isinstance(result, solve.SolveResult):
+        return f", {solve.outcome(result)}"
+    if isinstance(result, offpolicy.RunResult):
+        return f", final return {_format_return(result.final_return)}"
+    return ""
 
 
 def run_suite(suite: Suite, steps: int, seeds: int, threads: int, console: Console) -> Row:
     console.print(f"[bold]{suite.name}[/bold]: {suite.describe(steps)}; {seeds} seed(s)")
-    env_sps = suite.env_only(steps, 0)
-    console.print(f"  env-only  : {env_sps:8.0f} steps/s")
-    sps: dict[str, list[float]] = {"rl_agents": [], "sb3": []}
-    mib: dict[str, float] = {"rl_agents": 0.0, "sb3": 0.0}
-    extra: dict[str, float] = {"rl_agents": 0.0, "sb3": 0.0}
+    row = Row(suite.name, steps, seeds, suite.env_only(steps, 0))
+    console.print(f"  env-only  : {row.env_sps:8.0f} steps/s")
     context = multiprocessing.get_context("spawn")
     for seed in range(seeds):
-        for runner in ("run_ours", "run_sb3"):
+        for runner, side in (("run_ours", row.ours), ("run_sb3", row.sb3)):
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                 result, baseline, peak = pool.submit(
                     _run_in_child, suite.module.__name__, runner, suite.workload, steps, seed, threads
                 ).result()
-            sps[result.library].append(result.steps_per_second)
-            mib[result.library] = max(mib[result.library], peak)
-            extra[result.library] = max(extra[result.library], peak - baseline)
+            side.add(result, baseline, peak)
             console.print(
                 f"  {result.library:<9} seed {seed}: {result.steps} steps in {result.seconds:7.2f}s "
-                f"= {result.steps_per_second:8.0f} steps/s, peak RSS {peak:5.0f} MiB (+{peak - baseline:.0f} over the {baseline:.0f} MiB of python+torch+gymnasium)"
+                f"= {result.steps_per_second:8.0f} steps/s, peak RSS {peak:5.0f} MiB (+{peak - baseline:.0f} over the "
+                f"{baseline:.0f} MiB of python+torch+gymnasium){_learning_notes(result)}"
             )
-    return Row(
-        suite.name, steps, seeds, sps["rl_agents"], sps["sb3"], mib["rl_agents"], mib["sb3"],
-        extra["rl_agents"], extra["sb3"], env_sps,
-    )
+    return row
+
+
+def _format_return(value: float) -> str:
+    if math.isnan(value):
+        return "no episode"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _median_return(side: Side) -> str:
+    finished = [value for value in side.final_returns if not math.isnan(value)]  # nan: no episode ended
+    return _format_return(statistics.median(finished)) if finished else "-"
+
+
+def _to_threshold(side: Side, measure: str) -> str:
+    """Median steps or seconds to the threshold, with how many seeds reached it ("-": no threshold)."""
+    solves = side.solves
+    if not solves:
+        return "-"
+    median = solve.median_to_threshold(solves, measure)
+    reached = f"{sum(r.solved for r in solves)}/{len(solves)}"
+    if math.isinf(median):
+        return f"not solved ({reached})"
+    return f"{median:.0f} ({reached})" if measure == "steps" else f"{median:.2f} ({reached})"
+
+
+def _steps_cell(row: Row) -> str:
+    """Env steps per run; a cap where runs stop at a threshold."""
+    return f"cap {row.steps}" if row.ours.solves else str(row.steps)
 
 
 def summary_table(rows: list[Row]) -> Table:
@@ -193,12 +255,34 @@ def summary_table(rows: list[Row]) -> Table:
     for column in ("ours steps/s", "SB3 steps/s", "ratio", "ours peak MiB", "SB3 peak MiB", "env-only steps/s", "ours % env", "SB3 % env"):
         table.add_column(column, justify="right")
     for row in rows:
-        ours, sb3 = statistics.median(row.ours), statistics.median(row.sb3)
+        ours, sb3 = row.ours.median_sps, row.sb3.median_sps
         table.add_row(
-            row.name, str(row.steps), str(row.seeds), f"{ours:.0f}", f"{sb3:.0f}", f"{ours / sb3:.2f}x",
-            f"{row.ours_mib:.0f} (+{row.ours_extra_mib:.0f})", f"{row.sb3_mib:.0f} (+{row.sb3_extra_mib:.0f})",
+            row.name, _steps_cell(row), str(row.seeds), f"{ours:.0f}", f"{sb3:.0f}", f"{ours / sb3:.2f}x",
+            f"{row.ours.peak_mib:.0f} (+{row.ours.extra_mib:.0f})", f"{row.sb3.peak_mib:.0f} (+{row.sb3.extra_mib:.0f})",
             f"{row.env_sps:.0f}",
             f"{100 * ours / row.env_sps:.1f}%", f"{100 * sb3 / row.env_sps:.1f}%",
+        )
+    return table
+
+
+def learning_table(rows: list[Row]) -> Table | None:
+    """Final returns and, where a workload has a threshold, steps and seconds to it; None when no chosen
+    workload measures learning."""
+    learning = [row for row in rows if row.ours.final_returns or row.sb3.final_returns]
+    if not learning:
+        return None
+    table = Table(
+        title="Learning: final return (mean of the last 20 training episodes, median over seeds); steps and seconds "
+        "of training to the threshold (median over seeds, a run that never reaches it counting as never; solved/seeds)"
+    )
+    table.add_column("workload")
+    for column in ("steps", "seeds", "ours return", "SB3 return", "ours steps to threshold", "SB3 steps to threshold",
+                   "ours s to threshold", "SB3 s to threshold"):
+        table.add_column(column, justify="right")
+    for row in learning:
+        table.add_row(
+            row.name, _steps_cell(row), str(row.seeds), _median_return(row.ours), _median_return(row.sb3),
+            *[_to_threshold(side, measure) for measure in ("steps", "seconds") for side in (row.ours, row.sb3)],
         )
     return table
 
@@ -218,10 +302,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--seeds", type=int, default=None,
-        help="seeds per library (default: 3 for the CartPole PPO workloads, 1 for the others; 1 with --quick)",
+        help="seeds per library (default: 3 for the CartPole PPO workloads, cartpole-solve and minigrid-doorkey, 1 for the others; 1 with --quick)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries")
-    parser.add_argument("--quick", action="store_true", help="tiny runs (one rollout / a few training phases): a smoke check")
+    parser.add_argument("--quick", action="store_true", help="tiny runs (one rollout / a few training phases / 8 rollouts for cartpole-solve): a smoke check")
     args = parser.parse_args(argv)
     names = list(SUITES) if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
     unknown = [n for n in names if n not in SUITES]
@@ -248,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
         seeds = args.seeds or (1 if args.quick else suite.default_seeds)
         rows.append(run_suite(suite, suite.round_steps(steps), seeds, args.threads, console))
     console.print(summary_table(rows))
+    learning = learning_table(rows)
+    if learning is not None:
+        console.print(learning)
 
 
 if __name__ == "__main__":
