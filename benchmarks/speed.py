@@ -42,6 +42,7 @@ class Workload:
 
     env_id: str
     num_envs: int
+    vectorization: str = "sync"  # ours only: "vector" steps gymnasium's batched CartPole (SB3 cannot)
 
     @property
     def batch_size(self) -> int:
@@ -55,6 +56,7 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     "cartpole": Workload(ENV_ID, 4),
     "cartpole64": Workload(ENV_ID, 64),
+    "cartpole64-batched": Workload(ENV_ID, 64, "vector"),
 }
 
 
@@ -81,7 +83,7 @@ def round_to_rollouts(steps: int, workload: Workload) -> int:
 def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
     from rl_agents import PPO, Trainer
 
-    envs = gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
+    envs = _gym_envs(workload)
     trainer = Trainer(
         envs, [PPO()], seed=seed,
         num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES,
@@ -91,6 +93,29 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
     seconds = time.perf_counter() - start
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds)
+
+
+def collection_only(workload: Workload, total_steps: int, seed: int) -> float:
+    """Steps/s of rl_agents' data collection alone: policy inference, env step and rollout storage,
+    through the public ``act``/``observe`` loop, with the update that ends each rollout skipped."""
+    from rl_agents import PPO, Trainer
+
+    class CollectingTrainer(Trainer):
+        def update(self) -> dict[str, float]:
+            return {}
+
+    envs = _gym_envs(workload)
+    trainer = CollectingTrainer(envs, [PPO()], seed=seed, num_steps=NUM_STEPS)
+    obs, _ = envs.reset(seed=seed)
+    iterations = max(total_steps // workload.num_envs, 1)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        action = trainer.act(obs)
+        obs, reward, terminated, truncated, info = envs.step(action)
+        trainer.observe(obs, reward, terminated, truncated, info)
+    seconds = time.perf_counter() - start
+    envs.close()
+    return iterations * workload.num_envs / seconds
 
 
 def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
@@ -113,9 +138,17 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
     return RunResult("sb3", seed, model.num_timesteps, seconds)
 
 
+def _gym_envs(workload: Workload) -> gym.vector.VectorEnv:
+    if getattr(workload, "vectorization", "sync") == "sync":  # mujoco.Workload has none
+        return gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
+    from rl_agents.envs import make_envs
+
+    return make_envs(workload.env_id, workload.num_envs, workload.vectorization)
+
+
 def env_only_gym(workload: Workload, total_steps: int, seed: int) -> float:
-    """Random-action steps/s of gymnasium's sync vector env (what rl_agents steps)."""
-    envs = gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
+    """Random-action steps/s of the gymnasium vector env rl_agents steps (sync, or the batched one)."""
+    envs = _gym_envs(workload)
     envs.reset(seed=seed)
     envs.action_space.seed(seed)
     iterations = total_steps // workload.num_envs

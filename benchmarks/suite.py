@@ -9,6 +9,7 @@ Workloads (settings in each module's docstring and in BENCHMARKS.md):
 
 * ``ppo-cartpole``    PPO, CartPole-v1, CleanRL ``ppo.py`` defaults, 4 envs      (benchmarks/speed.py)
 * ``ppo-cartpole64``  the same with 64 envs                                      (benchmarks/speed.py)
+* ``ppo-cartpole64-batched`` the same, ours on gymnasium's batched CartPole (SB3 as above)
 * ``ppo-halfcheetah`` PPO, HalfCheetah-v5, CleanRL ``ppo_continuous_action.py``  (benchmarks/mujoco.py)
 * ``minigrid-doorkey`` PPO + CNN, MiniGrid-DoorKey-5x5-v0, CleanRL ``ppo.py``    (benchmarks/doorkey.py)
 * ``dqn-cartpole``    DQN, CartPole-v1, rl-zoo3 settings                         (benchmarks/offpolicy.py)
@@ -105,6 +106,7 @@ SUITES: dict[str, Suite] = {
     for suite in [
         _speed_suite("ppo-cartpole", "cartpole", 50_000, 3),
         _speed_suite("ppo-cartpole64", "cartpole64", 50_000, 3),
+        _speed_suite("ppo-cartpole64-batched", "cartpole64-batched", 50_000, 3),
         Suite(
             "ppo-halfcheetah", mujoco, mujoco.WORKLOAD, 51_200, mujoco.NUM_STEPS, 1,
             mujoco.round_to_rollouts,
@@ -189,6 +191,7 @@ class Row:
     env_sps: float
     ours: Side = field(default_factory=Side)
     sb3: Side = field(default_factory=Side)
+    collect_sps: float | None = None  # ours, data collection alone (PPO speed workloads)
 
 
 def _learning_notes(result: Any) -> str:
@@ -205,6 +208,10 @@ def run_suite(suite: Suite, steps: int, seeds: int, threads: int, console: Conso
     row = Row(suite.name, steps, seeds, suite.env_only(steps, 0))
     console.print(f"  env-only  : {row.env_sps:8.0f} steps/s")
     context = multiprocessing.get_context("spawn")
+    if hasattr(suite.module, "collection_only"):
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            row.collect_sps, _, _ = pool.submit(_run_in_child, suite.module.__name__, "collection_only", suite.workload, steps, 0, threads).result()
+        console.print(f"  collection: {row.collect_sps:8.0f} steps/s (ours: act + env step + storage, no updates)")
     for seed in range(seeds):
         for runner, side in (("run_ours", row.ours), ("run_sb3", row.sb3)):
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
@@ -252,7 +259,7 @@ def summary_table(rows: list[Row]) -> Table:
     table = Table(title="rl_agents vs Stable-Baselines3: training steps/s (median over seeds), peak RSS (+ rise above the python+torch+gymnasium baseline)")
     for column in ("workload", "steps", "seeds"):
         table.add_column(column, justify="left" if column == "workload" else "right")
-    for column in ("ours steps/s", "SB3 steps/s", "ratio", "ours peak MiB", "SB3 peak MiB", "env-only steps/s", "ours % env", "SB3 % env"):
+    for column in ("ours steps/s", "SB3 steps/s", "ratio", "ours peak MiB", "SB3 peak MiB", "env-only steps/s", "ours % env", "SB3 % env", "ours collect % env"):
         table.add_column(column, justify="right")
     for row in rows:
         ours, sb3 = row.ours.median_sps, row.sb3.median_sps
@@ -261,6 +268,7 @@ def summary_table(rows: list[Row]) -> Table:
             f"{row.ours.peak_mib:.0f} (+{row.ours.extra_mib:.0f})", f"{row.sb3.peak_mib:.0f} (+{row.sb3.extra_mib:.0f})",
             f"{row.env_sps:.0f}",
             f"{100 * ours / row.env_sps:.1f}%", f"{100 * sb3 / row.env_sps:.1f}%",
+            "" if row.collect_sps is None else f"{100 * row.collect_sps / row.env_sps:.1f}%",
         )
     return table
 
@@ -322,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(speed.machine_description(args.threads))
     console.print(speed.library_versions())
     rows: list[Row] = []

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -110,7 +111,7 @@ class IndexedEnv(gym.Wrapper):
 
 
 def _env_family(env_id: str) -> str:
-    if env_id.startswith("MiniGrid-") or env_id.startswith("BabyAI-"):
+    if env_id.startswith(("MiniGrid-", "BabyAI-")):
         return "minigrid"
     if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
         return "atari"
@@ -150,6 +151,8 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
     return []
 
 
+VECTORIZATIONS = ("sync", "async", "vector")
+
 # How make_envs built each vector env it returned, for rebuilding it after a failure.
 _FACTORIES: weakref.WeakKeyDictionary[gym.vector.VectorEnv, Callable[[], gym.vector.VectorEnv]] = weakref.WeakKeyDictionary()
 
@@ -169,9 +172,19 @@ def _make_one(env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwa
     return IndexedEnv(env, index)
 
 
+def _make_batched(env_id: str, num_envs: int, family: str, env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+    """The env's own batched implementation (its ``vector_entry_point``, e.g. gymnasium's CartPole)."""
+    if gym.spec(env_id).vector_entry_point is None or family_wrappers(env_id):
+        raise EnvCreationError(f"{env_id} has no batched implementation (vector_entry_point): use vectorization 'sync' or 'async'")
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+
+
 def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwargs: object) -> gym.vector.VectorEnv:
-    """A sync or async vector env of ``num_envs`` copies of ``env_id`` with the family's wrappers, each
-    env wrapped in :class:`IndexedEnv`; raises EnvCreationError for unknown ids.
+    """A vector env of ``num_envs`` copies of ``env_id``; raises EnvCreationError for unknown ids.
+
+    ``vectorization``: ``"sync"`` or ``"async"`` step separate envs (with the family's wrappers, each
+    wrapped in :class:`IndexedEnv`); ``"vector"`` uses the env's own batched implementation where it
+    has one (gymnasium's CartPole steps all copies in one numpy call, about ten times faster).
     :func:`env_factory_of` gives a callable that builds a fresh copy of it."""
     family = _env_family(env_id)
     _register_family(family)
@@ -181,8 +194,12 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
         raise EnvCreationError(f"unknown environment {env_id!r}{hint}")
     if family == "atari":
         env_kwargs.setdefault("frameskip", 1)
-    if vectorization not in ("sync", "async"):
-        raise EnvCreationError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+    if vectorization not in VECTORIZATIONS:
+        raise EnvCreationError(f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}")
+    if vectorization == "vector":
+        envs = _make_batched(env_id, num_envs, family, env_kwargs)
+        _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **env_kwargs)
+        return envs
     # As gym.make_vec(env_id, num_envs, vectorization_mode=..., wrappers=...), but each env knows its index.
     wrappers = family_wrappers(env_id)
     env_fns = [functools.partial(_make_one, env_id, wrappers, dict(env_kwargs), index) for index in range(num_envs)]

@@ -27,7 +27,7 @@ from rl_agents import DQN, PPO, Trainer
 from rl_agents.agent import Agent, Batch, DataSpec
 from rl_agents.checkpoint import latest_checkpoint
 from rl_agents.cli import main
-from rl_agents.envs import EnvError, IndexedEnv, env_factory_of, make_envs
+from rl_agents.envs import EnvCreationError, EnvError, IndexedEnv, env_factory_of, make_envs
 from rl_agents.registry import AGENTS
 from rl_agents.trainer import (
     LAST_GOOD_CHECKPOINT,
@@ -439,3 +439,8 @@ def test_cli_options_skip_bad_updates_and_restart_failed_envs(tmp_path: Path, mo
 def test_cli_refuses_a_negative_restart_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", *CLI_SMALL, "--out", str(tmp_path / "run"), "--set", "trainer.max_env_restarts=-1"])
     assert code == 2 and "trainer.max_env_restarts must be >= 0" in capsys.readouterr().err
+
+
+def test_batched_vectorization_of_an_env_without_one_is_a_clear_error() -> None:
+    with pytest.raises(EnvCreationError, match="Pendulum-v1 has no batched implementation"):
+        make_envs("Pendulum-v1", 2, "vector")
