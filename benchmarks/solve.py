@@ -3,15 +3,15 @@
 Each library with its tuned PPO for the task:
 
 * ours: the shipped preset ``rl_agents/presets/CartPole-v1.yaml`` (``load_preset`` + ``make_trainer``,
-  as ``rl-agents train --preset CartPole-v1`` builds it): 8 envs x 32 steps, 20 epochs of 1 minibatch
-  of 256, lr 1e-3 annealed linearly, gamma 0.98, GAE lambda 0.8, ent 0, clip 0.2, no value-loss
+  as ``rl-agents train --preset CartPole-v1`` builds it): 8 envs x 32 steps, 10 epochs of 1 minibatch
+  of 256, lr 4e-3 annealed linearly, gamma 0.98, GAE lambda 0.8, ent 0, clip 0.2, no value-loss
   clipping, separate 64-64 tanh actor and critic.
 * SB3: rl-zoo3's tuned CartPole-v1 entry (``hyperparams/ppo.yml``): n_envs 8, MlpPolicy, n_steps 32,
   batch_size 256, n_epochs 20, gamma 0.98, gae_lambda 0.8, ent_coef 0, learning_rate lin_1e-3,
   clip_range lin_0.2 (SB3's defaults otherwise: vf 0.5, max grad norm 0.5, 64-64 tanh actor and critic).
 
-The two differ only in the clip range, which rl-zoo3 anneals to 0 with the learning rate and ours
-keeps at 0.2. Both anneal over the step cap given to the training call (default 100,096: the preset's
+They differ in the epochs (10 vs 20) and learning rate (4e-3 vs 1e-3), our preset's tuning, and in
+the clip range, which rl-zoo3 anneals to 0 with the learning rate and ours keeps at 0.2. Both anneal over the step cap given to the training call (default 100,096: the preset's
 100k steps and rl-zoo3's ``n_timesteps``, rounded up to whole rollouts of 256), which is also the
 budget: a run that has not reached the threshold by then counts as not solved.
 
