@@ -83,7 +83,7 @@ def round_to_rollouts(steps: int, workload: Workload) -> int:
 def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
     from rl_agents import PPO, Trainer
 
-    envs = _gym_envs(workload)
+    envs = gym_envs(workload)
     trainer = Trainer(
         envs, [PPO()], seed=seed,
         num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES,
@@ -104,7 +104,7 @@ def collection_only(workload: Workload, total_steps: int, seed: int) -> float:
         def update(self) -> dict[str, float]:
             return {}
 
-    envs = _gym_envs(workload)
+    envs = gym_envs(workload)
     trainer = CollectingTrainer(envs, [PPO()], seed=seed, num_steps=NUM_STEPS)
     obs, _ = envs.reset(seed=seed)
     iterations = max(total_steps // workload.num_envs, 1)
@@ -138,7 +138,8 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
     return RunResult("sb3", seed, model.num_timesteps, seconds)
 
 
-def _gym_envs(workload: Workload) -> gym.vector.VectorEnv:
+def gym_envs(workload: Workload) -> gym.vector.VectorEnv:
+    """The vector env rl_agents trains on for a workload: gymnasium's sync one, or make_envs' other kinds."""
     if getattr(workload, "vectorization", "sync") == "sync":  # mujoco.Workload has none
         return gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
     from rl_agents.envs import make_envs
@@ -148,7 +149,7 @@ def _gym_envs(workload: Workload) -> gym.vector.VectorEnv:
 
 def env_only_gym(workload: Workload, total_steps: int, seed: int) -> float:
     """Random-action steps/s of the gymnasium vector env rl_agents steps (sync, or the batched one)."""
-    envs = _gym_envs(workload)
+    envs = gym_envs(workload)
     envs.reset(seed=seed)
     envs.action_space.seed(seed)
     iterations = total_steps // workload.num_envs

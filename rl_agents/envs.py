@@ -151,7 +151,7 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
     return []
 
 
-VECTORIZATIONS = ("sync", "async", "vector")
+VECTORIZATIONS = ("sync", "async", "vector", "envpool")
 
 # How make_envs built each vector env it returned, for rebuilding it after a failure.
 _FACTORIES: weakref.WeakKeyDictionary[gym.vector.VectorEnv, Callable[[], gym.vector.VectorEnv]] = weakref.WeakKeyDictionary()
@@ -184,7 +184,9 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
 
     ``vectorization``: ``"sync"`` or ``"async"`` step separate envs (with the family's wrappers, each
     wrapped in :class:`IndexedEnv`); ``"vector"`` uses the env's own batched implementation where it
-    has one (gymnasium's CartPole steps all copies in one numpy call, about ten times faster).
+    has one (gymnasium's CartPole steps all copies in one numpy call, about ten times faster);
+    ``"envpool"`` steps MuJoCo and Atari envs in EnvPool's C++ threads (optional dependency, see
+    :mod:`rl_agents.envpool_envs`).
     :func:`env_factory_of` gives a callable that builds a fresh copy of it."""
     family = _env_family(env_id)
     _register_family(family)
@@ -196,8 +198,13 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
         env_kwargs.setdefault("frameskip", 1)
     if vectorization not in VECTORIZATIONS:
         raise EnvCreationError(f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}")
-    if vectorization == "vector":
-        envs = _make_batched(env_id, num_envs, family, env_kwargs)
+    if vectorization in ("vector", "envpool"):
+        if vectorization == "vector":
+            envs = _make_batched(env_id, num_envs, family, env_kwargs)
+        else:
+            from rl_agents.envpool_envs import make_envpool_envs
+
+            envs = make_envpool_envs(env_id, num_envs, family, env_kwargs)
         _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **env_kwargs)
         return envs
     # As gym.make_vec(env_id, num_envs, vectorization_mode=..., wrappers=...), but each env knows its index.
