@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,test,bench]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,test,bench,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/rl-agents train --env CartPole-v1 --agents ppo+rnd --steps 50000
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -2,6 +2,7 @@
 
 from rl_agents.agent import Agent, CompositionError, DataSpec, EnvContext, ReplaySchedule, RewardStream, Schedule
 from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
+from rl_agents.distributed import DistributedTrainer
 from rl_agents.envs import EnvError, IndexedEnv
 from rl_agents.trainer import NonFiniteError, NonFiniteLossError, NonFiniteObservationError, Trainer
 
@@ -15,6 +16,7 @@ __all__ = [
     "Agent",
     "CompositionError",
     "DataSpec",
+    "DistributedTrainer",
     "EnvContext",
     "EnvError",
     "IndexedEnv",

@@ -29,11 +29,12 @@ from rl_agents.config import (
     parse_agent_names,
     preset_path,
 )
+from rl_agents.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
 from rl_agents.envs import EnvCreationError, EnvError
 from rl_agents.registry import AGENTS
 from rl_agents.trainer import NonFiniteError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError, RayUnavailableError)
 
 
 MAX_THREADS = 1024
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)")
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
+    train.add_argument("--workers", type=int, help="collect with N Ray workers of --num-envs envs each (needs rl-agents[ray]; 0: this process)")
+    train.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray instance")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run")
@@ -163,8 +166,19 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             raw[key] = getattr(args, flag)
     if getattr(args, "num_envs", None) is not None:
         raw = apply_overrides(raw, [f"trainer.num_envs={args.num_envs}"])
-    raw = apply_overrides(raw, args.overrides)
+    if getattr(args, "workers", None) is not None:
+        raw = apply_overrides(raw, [f"distributed.workers={args.workers}"])
+    raw = _with_ray_address(apply_overrides(raw, args.overrides), args)
     return config_from_dict(raw, source=source)
+
+
+def _with_ray_address(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """--ray-address, taken as it is (not parsed as YAML like --set values)."""
+    address = getattr(args, "ray_address", None)
+    if address is None:
+        return raw
+    section = raw.get("distributed")
+    return {**raw, "distributed": {**(section if isinstance(section, dict) else {}), "ray_address": address}}
 
 
 def _flag_name(dest: str) -> str:
@@ -189,14 +203,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise CommandError(f"run directory {str(run_dir)!r} does not exist")
-        fixed = [flag for flag in ("config", "env", "agents", "seed", "num_envs", "out") if getattr(args, flag, None) is not None]
+        fixed = [flag for flag in ("config", "env", "agents", "seed", "num_envs", "workers", "out") if getattr(args, flag, None) is not None]
         if fixed:
             raise CommandError(
                 f"--resume continues {run_dir} as its config.yaml says; drop {_flag_name(fixed[0])} "
-                "(--steps, --device and --set KEY=VALUE may change)"
+                "(--steps, --device, --ray-address and --set KEY=VALUE may change)"
             )
         overrides = [f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None]
-        raw = apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides)
+        raw = _with_ray_address(apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides), args)
         config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
         recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
         checkpoint = latest_checkpoint(run_dir / "checkpoints")
@@ -211,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "checkpoints").is_dir() and latest_checkpoint(run_dir / "checkpoints") is not None:
             raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     trainer = make_trainer(config)  # before touching the run directory: bad input leaves nothing behind
+    if isinstance(trainer, DistributedTrainer):
+        trainer.start_workers()  # a wrong --ray-address too
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -234,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         # On NaN/inf numbers or a failed env, train() saves the trainer as checkpoints/last_good first.
         trainer.train(config.steps, progress=True, quiet=args.quiet, on_update=save_periodically, save_on_error=run_dir / "checkpoints")
-    except (NonFiniteError, EnvError) as error:
+    except (NonFiniteError, EnvError, WorkerFailureError) as error:
         raise CommandError(_training_stopped(error, trainer, run_dir)) from error
     except (MemoryError, RuntimeError) as error:
         if not is_out_of_memory(error):
@@ -243,6 +259,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         for logger in loggers:
             logger.close()
+        if isinstance(trainer, DistributedTrainer):
+            trainer.close()
     final = trainer.save(run_dir / "checkpoints")
     plot = _plot_run(run_dir)
     _print_summary(console, trainer, run_dir, final, plot)

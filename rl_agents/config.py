@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import reprlib
@@ -31,7 +32,7 @@ import torch
 import yaml
 
 from rl_agents.agent import Agent, CompositionError, ReplaySchedule, Schedule
-from rl_agents.envs import EnvCreationError, make_envs
+from rl_agents.envs import VECTORIZATIONS, EnvCreationError, make_envs
 from rl_agents.registry import AGENTS
 from rl_agents.trainer import Trainer
 
@@ -80,6 +81,18 @@ class TrainerConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Distributed rollouts on Ray (``rl_agents.distributed``): ``workers`` Ray actors, each stepping
+    ``trainer.num_envs`` envs, feed one learner; 0 trains in this process. ``ray_address`` joins an
+    existing Ray cluster (``auto``, ``ray://host:10001``); null starts a local Ray instance.
+    ``max_worker_restarts`` worker failures in all are survived before training stops."""
+
+    workers: int = 0
+    ray_address: str | None = None
+    max_worker_restarts: int = 3
+
+
+@dataclass
 class RunConfig:
     env: str = "CartPole-v1"
     agents: str = "ppo"
@@ -88,6 +101,7 @@ class RunConfig:
     device: str = "cpu"
     checkpoints: int = 10  # periodic checkpoints over the run (the command line's --checkpoints)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -96,6 +110,7 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name != "agent_options"]
+SECTIONS = {"trainer": TrainerConfig, "distributed": DistributedConfig}  # top-level keys holding a mapping
 
 
 def parse_agent_names(spec: str) -> list[str]:
@@ -120,11 +135,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
             raise ConfigError(f"{source}: unknown key {_show(key)}{_did_you_mean(key, allowed + list(AGENTS))}")
     hints = typing.get_type_hints(RunConfig)
     top = {
-        key: _check_type(f"{source}: {key}", raw[key], hints[key]) for key in TOP_LEVEL_KEYS if key in raw and key != "trainer"
+        key: _check_type(f"{source}: {key}", raw[key], hints[key]) for key in TOP_LEVEL_KEYS if key in raw and key not in SECTIONS
     }
-    trainer = _dataclass_from_dict(TrainerConfig, raw.get("trainer") or {}, f"{source}: trainer")
+    sections = {key: _dataclass_from_dict(kind, raw.get(key) or {}, f"{source}: {key}") for key, kind in SECTIONS.items()}
     options = {name: _agent_options(name, raw.get(name) or {}, source) for name in agent_names}
-    config = RunConfig(**top, trainer=trainer, agent_options=options)
+    config = RunConfig(**top, **sections, agent_options=options)
     if config.steps < 1:
         raise ConfigError(f"{source}: steps must be >= 1, got {_show(config.steps)}")
     if config.trainer.max_env_restarts < 0:
@@ -134,8 +149,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {key: getattr(config, key) for key in TOP_LEVEL_KEYS if key != "trainer"}
+    out: dict[str, Any] = {key: getattr(config, key) for key in TOP_LEVEL_KEYS if key not in SECTIONS}
     out["trainer"] = dataclasses.asdict(config.trainer)
+    if config.distributed != DistributedConfig():  # single-process runs' config files stay as they were
+        out["distributed"] = dataclasses.asdict(config.distributed)
     for name in config.agent_names:
         out[name] = dict(config.agent_options.get(name, {}))
     return out
@@ -237,6 +254,14 @@ def build_agents(config: RunConfig) -> list[Agent]:
 _USER_VALUE_ERRORS = (ConfigError, CompositionError, EnvCreationError)
 
 
+def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
+    """The vector env a config describes (each worker's, when distributed)."""
+    try:
+        return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
+    except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
+        raise EnvCreationError(f"environment {config.env!r}: {error}") from error
+
+
 def make_trainer(
     config: RunConfig,
     loggers: list | tuple = (),
@@ -244,26 +269,28 @@ def make_trainer(
     envs: gym.vector.VectorEnv | None = None,
     trainer_cls: type[Trainer] = Trainer,
 ) -> Trainer:
-    """The environments (unless ``envs`` are given), agents and Trainer a config describes."""
+    """The environments (unless ``envs`` are given), agents and Trainer a config describes.
+
+    With ``distributed.workers`` > 0 and no ``envs`` it is a ``rl_agents.distributed.DistributedTrainer``
+    whose workers each build the config's envs and agents (Ray starts on the first ``train``)."""
     agents = build_agents(config)  # before the envs: nothing to close when an option is refused
-    own_envs = envs is None
-    if envs is None:
-        try:
-            envs = make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
-        except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
-            raise EnvCreationError(f"environment {config.env!r}: {error}") from error
+    distributed = config.distributed.workers > 0 and envs is None
+    own_envs = envs is None and not distributed
+    if own_envs:
+        envs = make_config_envs(config)
+    settings: dict[str, Any] = dict(
+        seed=config.seed,
+        device=config.device,
+        total_steps=config.steps,
+        loggers=loggers,
+        log_interval=config.trainer.log_interval,
+        **config.trainer.schedule_settings(),
+    )
     try:
-        trainer = trainer_cls(
-            envs,
-            agents,
-            seed=config.seed,
-            device=config.device,
-            total_steps=config.steps,
-            loggers=loggers,
-            log_interval=config.trainer.log_interval,
-            **config.trainer.failure_settings(),
-            **config.trainer.schedule_settings(),
-        )
+        if distributed:
+            trainer: Trainer = _distributed_trainer(config, settings)
+        else:
+            trainer = trainer_cls(envs, agents, **settings, **config.trainer.failure_settings())
     except BaseException as error:
         if own_envs:
             envs.close()  # async envs are processes
@@ -274,6 +301,20 @@ def make_trainer(
         raise
     trainer.run_config = config_to_dict(config)
     return trainer
+
+
+def _distributed_trainer(config: RunConfig, settings: dict[str, Any]) -> Trainer:
+    from rl_agents.distributed import DistributedTrainer
+
+    return DistributedTrainer(
+        functools.partial(make_config_envs, config),
+        functools.partial(build_agents, config),
+        workers=config.distributed.workers,
+        ray_address=config.distributed.ray_address,
+        max_worker_restarts=config.distributed.max_worker_restarts,
+        skip_non_finite_updates=config.trainer.skip_non_finite_updates,
+        **settings,
+    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -375,6 +416,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
 
 
 MAX_NUM_ENVS = 4096  # more is a typo, not a plan: each env is an object here (a process when async)
+MAX_WORKERS = 1024  # Ray actors of one run
 MAX_SEED = 2**40 - 1  # the Trainer seeds torch with seed * 1_000_003 + crc32(agent name), which must fit in 64 bits
 DEVICES = ("cpu", "cuda")
 # Smallest value of each trainer setting (None, where allowed, takes the acting agent's suggestion).
@@ -408,18 +450,34 @@ def _check_ranges(config: RunConfig, source: str) -> None:
             refuse(f"trainer.{name}", f">= {minimum}", value)
     if trainer.num_envs > MAX_NUM_ENVS:
         refuse("trainer.num_envs", f"at most {MAX_NUM_ENVS}", trainer.num_envs)
-    if trainer.vectorization not in ("sync", "async"):
-        refuse("trainer.vectorization", "'sync' or 'async'", trainer.vectorization)
+    if trainer.vectorization not in VECTORIZATIONS:
+        refuse("trainer.vectorization", " or ".join(map(repr, VECTORIZATIONS)), trainer.vectorization)
     if trainer.tau is not None and not 0.0 < trainer.tau <= 1.0:
         refuse("trainer.tau", "in (0, 1]", trainer.tau)
     if trainer.max_grad_norm is not None and not trainer.max_grad_norm > 0:
         refuse("trainer.max_grad_norm", "> 0 (or null: no clipping)", trainer.max_grad_norm)
+    _check_distributed(config, refuse)
     for agent, options in config.agent_options.items():
         for key, value in options.items():
             if (key == "lr" or key.endswith("_lr")) and value is not None and not (math.isfinite(value) and value >= 0):
                 refuse(f"{agent}.{key}", "a finite number >= 0", value)
             if isinstance(value, tuple) and not all(isinstance(width, int) and width >= 1 for width in value):
                 refuse(f"{agent}.{key}", "positive layer widths", list(value))
+
+
+def _check_distributed(config: RunConfig, refuse: Any) -> None:
+    distributed = config.distributed
+    if not 0 <= distributed.workers <= MAX_WORKERS:
+        refuse("distributed.workers", f"between 0 (train in this process) and {MAX_WORKERS}", distributed.workers)
+    if distributed.max_worker_restarts < 0:
+        refuse("distributed.max_worker_restarts", ">= 0", distributed.max_worker_restarts)
+    if distributed.ray_address is not None and not distributed.ray_address.strip():
+        refuse("distributed.ray_address", "a Ray address such as 'auto' or 'ray://host:10001', or null", distributed.ray_address)
+    if distributed.workers and config.trainer.max_env_restarts:
+        raise ConfigError(
+            "trainer.max_env_restarts does not apply with distributed.workers > 0: a failed env fails its worker, "
+            "which distributed.max_worker_restarts restarts"
+        )
 
 
 _REPR = reprlib.Repr()

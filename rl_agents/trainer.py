@@ -755,7 +755,11 @@ class Trainer:
         """Preprocess the rollout in dependency order, then optimize every agent's summed loss:
         over the rollout itself (on-policy) or over minibatches sampled from the replay buffer, which
         the preprocessed rollout joins first (off-policy). Returns this update's metrics."""
-        batch = self.storage.batch()
+        return self.update_from(self.storage.batch())
+
+    def update_from(self, batch: Batch) -> dict[str, float]:
+        """:meth:`update` on a batch collected elsewhere: ``[rollout_steps, num_envs, ...]`` tensors on
+        the training device holding every collected key (rl_agents.distributed's learner uses it)."""
         metrics: dict[str, float] = {}
         for agent in self.composition.order:
             for key, value in agent.preprocess(batch).items():

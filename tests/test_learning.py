@@ -17,8 +17,11 @@ def reached(threshold: float, window: int = 20):
     return check
 
 
-def test_ppo_solves_cartpole_with_the_shipped_preset_within_100k_steps() -> None:
-    config = config_from_dict(load_preset("CartPole-v1"))
+@pytest.mark.parametrize("vectorization", ["sync", "vector"])
+def test_ppo_solves_cartpole_with_the_shipped_preset_within_100k_steps(vectorization: str) -> None:
+    preset = load_preset("CartPole-v1")
+    preset["trainer"]["vectorization"] = vectorization  # "vector": gymnasium's batched CartPole
+    config = config_from_dict(preset)
     assert config.steps == 100_000
     trainer = make_trainer(config)
     trainer.train(config.steps, progress=False, stop_when=reached(475.0))
