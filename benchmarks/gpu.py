@@ -15,10 +15,10 @@ a GPU does for a network that small.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from benchmarks.common import timed
 from benchmarks.speed import RunResult
 
 ATARI_ID = "BreakoutNoFrameskip-v4"
@@ -33,9 +33,7 @@ def run_ours_atari(total_steps: int, seed: int, device: str) -> RunResult:
     envs = make_envs(ATARI_ID, NUM_ENVS)
     ppo = PPO(lr=LEARNING_RATE, clip_coef=CLIP, ent_coef=0.01)
     trainer = Trainer(envs, [ppo], seed=seed, device=device, num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES)
-    start = time.perf_counter()
-    trainer.train(total_steps, progress=False)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds)
 
@@ -53,9 +51,7 @@ def run_sb3_atari(total_steps: int, seed: int, device: str) -> RunResult:
         gamma=0.99, gae_lambda=0.95, clip_range=CLIP, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
         seed=seed, device=device, verbose=0,
     )
-    start = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
     return RunResult("sb3", seed, model.num_timesteps, seconds)
 
@@ -67,9 +63,8 @@ def run_ours_cartpole(total_steps: int, seed: int, device: str) -> RunResult:
 
     envs = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
     trainer = Trainer(envs, [PPO()], seed=seed, device=device, num_steps=128, num_epochs=4, num_minibatches=4)
-    start = time.perf_counter()
-    trainer.train(total_steps, progress=False)
-    return RunResult("rl_agents", seed, trainer.global_step, time.perf_counter() - start)
+    seconds = timed(lambda: trainer.train(total_steps, progress=False))
+    return RunResult("rl_agents", seed, trainer.global_step, seconds)
 
 
 def main(argv: list[str] | None = None) -> None:
