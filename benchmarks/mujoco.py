@@ -17,12 +17,12 @@ Used by ``python -m benchmarks --workloads ppo-halfcheetah``; on its own:
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
+from benchmarks.common import timed
 from benchmarks.speed import RunResult, env_only_gym
 
 ENV_ID = "HalfCheetah-v5"
@@ -69,9 +69,7 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
     envs = gym.make_vec(workload.env_id, num_envs=workload.num_envs, vectorization_mode="sync")
     trainer = Trainer(envs, [PPO()], seed=seed)  # PPO's suggested schedule for Box actions: 2048 x 10 x 32
-    start = time.perf_counter()
-    trainer.train(total_steps, progress=False)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds)
 
@@ -93,9 +91,7 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
         policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
         seed=seed, device="cpu", verbose=0,
     )
-    start = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
     return RunResult("sb3", seed, model.num_timesteps, seconds)
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +40,8 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+
+from benchmarks.speed import library_versions, machine_description
 
 RETURN_WINDOW = 20
 
@@ -175,25 +175,6 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
     seconds = time.perf_counter() - start
     env.close()
     return RunResult("sb3", seed, model.num_timesteps, seconds, [float(r) for r in env.get_episode_rewards()])
-
-
-def machine_description(threads: int) -> str:
-    processor = platform.processor() or platform.machine()
-    return (
-        f"torch {torch.__version__} | python {platform.python_version()} | {platform.system()} "
-        f"{processor} | nproc {os.cpu_count()} | torch threads {threads}"
-    )
-
-
-def library_versions() -> str:
-    import stable_baselines3
-
-    import rl_agents
-
-    return (
-        f"rl_agents {rl_agents.__version__} | stable-baselines3 {stable_baselines3.__version__} "
-        f"| gymnasium {gym.__version__}"
-    )
 
 
 def workload_description(name: str, workload: Workload, total_steps: int) -> str:

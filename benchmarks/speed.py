@@ -29,6 +29,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.common import timed
+
 ENV_ID = "CartPole-v1"
 NUM_STEPS = 128
 NUM_EPOCHS = 4
@@ -88,9 +90,7 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
         envs, [PPO()], seed=seed,
         num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES,
     )
-    start = time.perf_counter()
-    trainer.train(total_steps, progress=False)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds)
 
@@ -131,9 +131,7 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
         policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
         seed=seed, device="cpu", verbose=0,
     )
-    start = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    seconds = time.perf_counter() - start
+    seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
     return RunResult("sb3", seed, model.num_timesteps, seconds)
 
