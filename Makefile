@@ -16,6 +16,8 @@ demo: $(STAMP)
 	$(VENV)/bin/rl-agents train --env CartPole-v1 --agents ppo+rnd --steps 50000
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)

@@ -7,7 +7,7 @@ grid of object, colour and state indices, fed to the network unscaled. Ours trai
 PPO wraps in ``VecTransposeImage`` (channels first).
 
 Network, both libraries: what rl_agents' ``PPO`` builds for small image observations
-(``rl_agents.nets.NatureCNN`` with the MiniGrid encoder): Conv 2x2 (16) - ReLU - MaxPool 2x2 -
+(``rl_agents.core.nets.NatureCNN`` with the MiniGrid encoder): Conv 2x2 (16) - ReLU - MaxPool 2x2 -
 Conv 2x2 (32) - ReLU - Conv 2x2 (64) - ReLU - Linear (64) - ReLU, shared by a linear actor head and a
 linear critic head; orthogonal initialization (gain sqrt 2 for the trunk, 0.01 actor, 1 critic),
 zero biases. SB3 gets the same trunk as a features extractor (``GridEncoder`` below) with
@@ -37,7 +37,7 @@ from benchmarks.common import sb3_episode_recorder, timed
 from benchmarks.offpolicy import RunResult
 
 ENV_ID = "MiniGrid-DoorKey-5x5-v0"
-FEATURES = 64  # width of the encoder's output (rl_agents.nets.NatureCNN for small views)
+FEATURES = 64  # width of the encoder's output (rl_agents.core.nets.NatureCNN for small views)
 WORKLOAD = speed.Workload(ENV_ID, 8)
 DEFAULT_STEPS = 100_000
 DEFAULT_SEEDS = 3  # learning on DoorKey varies from seed to seed

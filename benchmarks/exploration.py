@@ -16,7 +16,8 @@ import time
 import numpy as np
 import torch
 
-from rl_agents.config import apply_overrides, config_from_dict, load_preset, make_trainer
+from rl_agents.config import apply_overrides, config_from_dict, load_preset
+from rl_agents.training import make_trainer
 
 DEFAULT_ENVS = ["MiniGrid-MultiRoom-N4-S5-v0", "MiniGrid-DoorKey-8x8-v0", "MiniGrid-KeyCorridorS3R2-v0"]
 

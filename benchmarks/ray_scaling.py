@@ -1,4 +1,4 @@
-"""Scaling of distributed rollouts on Ray (``rl_agents.distributed``) on this machine.
+"""Scaling of distributed rollouts on Ray (``rl_agents.training.distributed``) on this machine.
 
 1. PPO CartPole-v1, 128 steps per rollout, 4 epochs x 4 minibatches (CleanRL's ``ppo.py``
    settings): steps/s of the single-process Trainer (8 and 16 envs) and of a DistributedTrainer with
@@ -32,8 +32,11 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_agents import PPO, Trainer
-from rl_agents.distributed import DistributedTrainer, RolloutWorker, concatenate_columns
 from rl_agents.envs import make_envs
+from rl_agents.training import EnvSpaces, Learner
+from rl_agents.training.distributed import DistributedTrainer
+from rl_agents.training.trainer import resolve_device
+from rl_agents.training.workers import RolloutWorker, concatenate_columns
 
 CARTPOLE = "CartPole-v1"
 ATARI = "BreakoutNoFrameskip-v4"
@@ -98,7 +101,7 @@ def time_run(workers: int, envs: int, steps: int) -> Timing:
     round_steps = NUM_STEPS * trainer.num_envs
     trainer.train(2 * round_steps, progress=False)  # start-up (Ray workers, first allocations): not timed
     totals = {"update": 0.0}
-    trainer.update_from = timed(trainer.update_from, totals, "update")  # type: ignore[method-assign]
+    trainer.learn = timed(trainer.learn, totals, "update")  # type: ignore[method-assign]
     start_step, start = trainer.global_step, time.perf_counter()
     trainer.train(start_step + steps, progress=False)
     seconds = time.perf_counter() - start
@@ -160,7 +163,7 @@ def atari_pieces(console: Console) -> dict[str, float]:
     learner.close()
     columns = concatenate_columns([rollout.batch])
     batch = {key: torch.from_numpy(value) for key, value in columns.items()}
-    update, _ = mean_seconds(lambda: learner.update_from({key: value.clone() for key, value in batch.items()}), 1)
+    update, _ = mean_seconds(lambda: learner.learn({key: value.clone() for key, value in batch.items()}), 1)
     console.print(
         f"[Atari] one worker, {ATARI_ENVS_PER_WORKER} envs x {NUM_STEPS} steps: {in_process:.2f} s in its process "
         f"({steps_per_round / in_process:,.0f} steps/s), {through_ray:.2f} s through Ray; rollout {batch_bytes / 2**20:.1f} MiB "
@@ -214,21 +217,15 @@ def synthetic_atari_batch(num_envs: int, device: torch.device) -> dict[str, torc
 def learner_update_per_sample(device: str, workers: int) -> float:
     """Seconds per sample of the learner's PPO update (Nature CNN, 4 epochs x 4 minibatches) on a
     round of ``workers`` x 8 Atari envs, on ``device``; no envs or Ray needed."""
-    from types import SimpleNamespace
-
     import gymnasium as gym
 
-    from rl_agents.distributed import EnvsOnWorkers
-
     num_envs = workers * ATARI_ENVS_PER_WORKER
-    spaces = SimpleNamespace(
-        single_observation_space=gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), single_action_space=gym.spaces.Discrete(4), metadata={}
-    )
-    learner = Trainer(EnvsOnWorkers(spaces, num_envs), atari_ppo(), seed=1, device=device, **schedule())
+    spaces = EnvSpaces(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4), num_envs)
+    learner = Learner(spaces, atari_ppo(), seed=1, device=resolve_device(device), **schedule())
     batch = synthetic_atari_batch(num_envs, learner.device)
 
     def update() -> None:
-        learner.update_from(dict(batch))
+        learner.update(dict(batch), global_step=0, total_steps=None)
         if learner.device.type == "cuda":
             torch.cuda.synchronize()
 

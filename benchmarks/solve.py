@@ -98,11 +98,12 @@ def describe(total_steps: int) -> str:
 
 
 def run_ours(workload: Workload, total_steps: int, seed: int) -> SolveResult:
-    from rl_agents.config import config_from_dict, load_preset, make_trainer
+    from rl_agents.config import config_from_dict, load_preset
+    from rl_agents.training import make_trainer
 
     raw = {**load_preset(workload.env_id, "ppo"), "steps": total_steps, "seed": seed}
     config = config_from_dict(raw, f"preset {workload.env_id}")
-    if (config.trainer.num_envs, config.trainer.num_steps) != (workload.num_envs, workload.num_steps):
+    if (config.trainer.num_envs, config.trainer.schedule.get("num_steps")) != (workload.num_envs, workload.num_steps):
         raise ValueError(f"the {workload.env_id} preset no longer runs {workload.num_envs} envs x {workload.num_steps} steps")
     trainer = make_trainer(config)
     seconds = timed(

@@ -1,10 +1,18 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
-from rl_agents.agent import Agent, CompositionError, DataSpec, EnvContext, ReplaySchedule, RewardStream, Schedule
 from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
-from rl_agents.distributed import DistributedTrainer
+from rl_agents.core.agent import Agent, CompositionError, DataSpec, EnvContext, RewardStream
+from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 from rl_agents.envs import EnvError, IndexedEnv
-from rl_agents.trainer import NonFiniteError, NonFiniteLossError, NonFiniteObservationError, Trainer
+from rl_agents.training import (
+    Collector,
+    DistributedTrainer,
+    Learner,
+    NonFiniteError,
+    NonFiniteLossError,
+    NonFiniteObservationError,
+    Trainer,
+)
 
 __all__ = [
     "A2C",
@@ -14,18 +22,20 @@ __all__ = [
     "RND",
     "SAC",
     "Agent",
+    "Collector",
     "CompositionError",
     "DataSpec",
     "DistributedTrainer",
     "EnvContext",
     "EnvError",
     "IndexedEnv",
+    "Learner",
     "NonFiniteError",
     "NonFiniteLossError",
     "NonFiniteObservationError",
+    "OnPolicySchedule",
     "ReplaySchedule",
     "RewardStream",
-    "Schedule",
     "Trainer",
 ]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rl_agents.agent import Agent
+from rl_agents.core.agent import Agent
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rl_agents.agent import Agent, Batch, DataSpec, EnvContext, RewardStream
+from rl_agents.core.agent import Agent, Batch, DataSpec, EnvContext, RewardStream
 
 
 class CountingEnv(gym.Env):

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from rl_agents.agent import EXTRINSIC, CompositionError, EnvContext, RewardStream
+from rl_agents.core.agent import EXTRINSIC, CompositionError, EnvContext, RewardStream
 from rl_agents.agents.a2c import A2C
 from rl_agents.agents.rnd import RND
-from rl_agents.trainer import Trainer
+from rl_agents.training.trainer import Trainer
 from tests.helpers import bind_standalone
 
 VECTOR_OBS = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)

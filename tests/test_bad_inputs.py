@@ -24,18 +24,14 @@ import torch
 from torch import nn
 
 from rl_agents import DQN, PPO, Trainer
-from rl_agents.agent import Agent, Batch, DataSpec
-from rl_agents.checkpoint import latest_checkpoint
+from rl_agents.core.agent import Agent, Batch, DataSpec
+from rl_agents.checkpointing import latest_checkpoint
 from rl_agents.cli import main
 from rl_agents.envs import EnvCreationError, EnvError, IndexedEnv, env_factory_of, make_envs
-from rl_agents.registry import AGENTS
-from rl_agents.trainer import (
-    LAST_GOOD_CHECKPOINT,
-    NonFiniteError,
-    NonFiniteLossError,
-    NonFiniteObservationError,
-    _close_quietly,
-)
+from rl_agents.agents import AGENTS
+from rl_agents.envs.failures import close_quietly
+from rl_agents.training.errors import NonFiniteError, NonFiniteLossError, NonFiniteObservationError
+from rl_agents.training.trainer import LAST_GOOD_CHECKPOINT
 
 SMALL = {"num_steps": 8, "num_epochs": 2, "num_minibatches": 2}  # 4 minibatch steps per update
 
@@ -148,7 +144,7 @@ def all_finite(trainer: Trainer) -> bool:
 
 
 def assert_at_boundary_and_savable(trainer: Trainer, directory: Path) -> None:
-    assert trainer._step_in_rollout == 0 and not trainer._acted
+    assert trainer.collector.step_in_rollout == 0 and not trainer.collector.acted
     assert all_finite(trainer)
     saved = trainer.save(directory)
     restored = Trainer(faulty_envs("none"), [type(agent)() if not isinstance(agent, Poison) else Poison() for agent in trainer.agents], **SMALL)
@@ -192,7 +188,7 @@ def test_skip_non_finite_updates_skips_counts_warns_and_goes_on(kind: str) -> No
     with pytest.warns(RuntimeWarning, match="skipped a minibatch update: non-finite") as caught:
         trainer.train(48, progress=False)
     assert trainer.global_step == 48 and trainer.num_updates == 3
-    assert trainer.skipped_updates == 2 and len([w for w in caught if "skipped" in str(w.message)]) == 2
+    assert trainer.learner.skipped_updates == 2 and len([w for w in caught if "skipped" in str(w.message)]) == 2
     assert trainer.metrics["trainer/skipped_updates"] == 2.0
     assert all_finite(trainer) and math.isfinite(trainer.metrics["trainer/loss"])
 
@@ -203,7 +199,7 @@ def test_a_skipped_update_takes_no_optimizer_step() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         trainer.train(32, progress=False)
-    assert trainer.skipped_updates == 8 and not trainer.optimizer.state  # Adam never stepped
+    assert trainer.learner.skipped_updates == 8 and not trainer.optimizer.state  # Adam never stepped
     assert all(torch.equal(a, b) for a, b in zip(before, params_of(trainer)))
 
 
@@ -212,14 +208,14 @@ def test_off_policy_skips_too_and_averages_only_the_applied_steps() -> None:
     trainer = Trainer(faulty_envs("none"), [DQN(), Poison(start=1, stop=2)], skip_non_finite_updates=True, log_interval=8, **replay)
     with pytest.warns(RuntimeWarning, match="agent 'poison' loss term 'bad' is nan"):
         trainer.train(32, progress=False)
-    assert trainer.skipped_updates == 1 and trainer.gradient_steps == 2 * 12  # updates at steps 10, 12, ..., 32
+    assert trainer.learner.skipped_updates == 1 and trainer.learner.total_gradient_steps == 2 * 12  # updates at steps 10, 12, ..., 32
     assert trainer.metrics["trainer/skipped_updates"] == 1.0 and all_finite(trainer)
     assert all(math.isfinite(value) for key, value in trainer.metrics.items() if "loss" in key)
 
 
 def test_skipping_is_off_by_default() -> None:
     trainer = Trainer(faulty_envs("none"), [PPO()])
-    assert trainer.skip_non_finite_updates is False and trainer.max_env_restarts == 0
+    assert trainer.learner.step.skip_non_finite is False and trainer.collector.max_env_restarts == 0
     assert "trainer/skipped_updates" not in Trainer(faulty_envs("none"), [PPO()], **SMALL).train(16, progress=False).metrics
 
 
@@ -251,9 +247,9 @@ def test_hand_written_loop_sees_the_error_before_anything_is_stored_and_can_rest
     bad = envs.step(trainer.act(obs))  # env 0's 2nd step returns a NaN
     with pytest.raises(NonFiniteObservationError, match=r"of env 0 returned by step at global step 2: element 0 is nan"):
         trainer.observe(*bad)
-    assert trainer._step_in_rollout == 1 and trainer.global_step == 2  # nothing of the bad step stored
+    assert trainer.collector.step_in_rollout == 1 and trainer.global_step == 2  # nothing of the bad step stored
     obs = trainer.restart_envs()
-    assert trainer._step_in_rollout == 0 and not trainer._acted and trainer.num_env_restarts == 1
+    assert trainer.collector.step_in_rollout == 0 and not trainer.collector.acted and trainer.collector.num_env_restarts == 1
     for _ in range(8):
         obs, reward, terminated, truncated, info = envs.step(trainer.act(obs))
         trainer.observe(obs, reward, terminated, truncated, info)
@@ -305,11 +301,11 @@ def test_restart_without_a_factory_resets_the_envs_and_training_reaches_the_end(
     key = "sync-reset-restart"
     _FIRED.discard(key)
     trainer = Trainer(faulty_envs("step_raises", at=11, once=key), [PPO()], max_env_restarts=1, **SMALL)
-    assert trainer.env_factory is None
+    assert trainer.collector.env_factory is None
     envs = trainer.envs
     with pytest.warns(RuntimeWarning, match=r"env 1 failed in step.*restarting the environments \(restart 1 of at most 1\)"):
         trainer.train(64, progress=False)
-    assert trainer.envs is envs and trainer.num_env_restarts == 1
+    assert trainer.envs is envs and trainer.collector.num_env_restarts == 1
     # Env 1 raised in the 5th vector step of the 2nd rollout: its first 4 were discarded, still
     # counted in global_step but never trained on; then 3 more rollouts reach the 64 steps.
     assert trainer.global_step == 64 + 4 * 2 and trainer.num_updates == 4
@@ -326,7 +322,7 @@ def test_restart_with_a_factory_rebuilds_the_envs_until_the_budget_is_spent(tmp_
     trainer = Trainer(factory(), [PPO()], max_env_restarts=2, env_factory=factory, **SMALL)
     with pytest.warns(RuntimeWarning, match="restarting"), pytest.raises(EnvError, match="env 1 failed in step") as caught:
         trainer.train(64, progress=False, save_on_error=tmp_path)
-    assert trainer.num_env_restarts == 2 and len(built) == 3 and trainer.envs is built[-1]
+    assert trainer.collector.num_env_restarts == 2 and len(built) == 3 and trainer.envs is built[-1]
     assert built[0].closed and built[1].closed
     assert caught.value.checkpoint == tmp_path / LAST_GOOD_CHECKPOINT
 
@@ -369,7 +365,7 @@ def test_a_killed_async_worker_is_named(tmp_path: Path) -> None:
         assert caught.value.indices == (1,)
         assert caught.value.checkpoint == tmp_path / LAST_GOOD_CHECKPOINT and trainer.num_updates == 1
     finally:
-        _close_quietly(trainer.envs)
+        close_quietly(trainer.envs)
 
 
 def test_with_restarts_training_goes_on_after_an_async_worker_dies() -> None:
@@ -378,11 +374,11 @@ def test_with_restarts_training_goes_on_after_an_async_worker_dies() -> None:
     try:
         with pytest.warns(RuntimeWarning, match="env 1: its worker process .* killed by SIGKILL.*restarting"):
             trainer.train(64, progress=False, on_update=_kill_worker(1))
-        assert trainer.global_step >= 64 and trainer.num_updates == 4 and trainer.num_env_restarts == 1
+        assert trainer.global_step >= 64 and trainer.num_updates == 4 and trainer.collector.num_env_restarts == 1
         assert trainer.envs is not envs and envs.closed
         assert all(process.is_alive() for process in trainer.envs.unwrapped.processes)
     finally:
-        _close_quietly(trainer.envs)
+        close_quietly(trainer.envs)
 
 
 def test_an_async_worker_that_raises_is_named() -> None:
@@ -393,7 +389,7 @@ def test_an_async_worker_that_raises_is_named() -> None:
             trainer.train(64, progress=False)
         assert caught.value.indices == (1,)
     finally:
-        _close_quietly(trainer.envs)
+        close_quietly(trainer.envs)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

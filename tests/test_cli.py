@@ -156,7 +156,7 @@ def test_train_runs_every_learner_with_a_bonus_from_the_command_line(env: str, a
 def test_a_learner_specific_preset_is_used_and_others_lose_their_schedule() -> None:
     from rl_agents.config import config_from_dict, load_preset
 
-    assert config_from_dict(load_preset("CartPole-v1", "dqn")).trainer.train_frequency == 256
+    assert config_from_dict(load_preset("CartPole-v1", "dqn")).trainer.schedule["train_frequency"] == 256
     # the CartPole preset is tuned for PPO: for SAC's sake only env, steps and num_envs remain
     assert load_preset("CartPole-v1", "sac") == {"env": "CartPole-v1", "steps": 100000, "trainer": {"num_envs": 8}}
 

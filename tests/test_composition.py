@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rl_agents import PPO, CompositionError, Trainer
-from rl_agents.agent import Agent, DataSpec
+from rl_agents.core.agent import Agent, DataSpec
 from tests.helpers import ConstantBonus
 
 
@@ -100,8 +100,8 @@ def test_swapping_agent_order_gives_identical_training() -> None:
 
 def test_only_declared_keys_are_stored() -> None:
     trainer = Trainer(cartpole(), [PPO()])
-    assert "policy_obs" not in trainer.storage
-    assert {"obs", "next_obs", "terminated", "truncated", "valid", "reward/extrinsic"} <= trainer.storage.batch().keys()
+    assert "policy_obs" not in trainer.collector.storage
+    assert {"obs", "next_obs", "terminated", "truncated", "valid", "reward/extrinsic"} <= trainer.collector.storage.batch().keys()
 
 
 class _TupleActionEnv(gym.Env):
@@ -148,7 +148,8 @@ def test_independent_agents_are_ordered_by_name_whatever_the_list_order() -> Non
     ],
 )
 def test_out_of_range_agent_options_are_config_errors_naming_agent_and_option(raw: dict, message: str) -> None:
-    from rl_agents.config import ConfigError, config_from_dict, make_trainer
+    from rl_agents.config import ConfigError, config_from_dict
+    from rl_agents.training import make_trainer
 
     with pytest.raises(ConfigError) as error:
         make_trainer(config_from_dict(raw))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rl_agents import A2C, DQN, ICM, PPO, RND, SAC, Trainer
-from rl_agents.trainer import resolve_device
+from rl_agents.training.trainer import resolve_device
 
 
 def test_auto_device_resolves_to_an_available_one() -> None:

@@ -1,4 +1,4 @@
-"""Distributed rollouts on Ray (rl_agents.distributed).
+"""Distributed rollouts on Ray (rl_agents.training.distributed).
 
 One local Ray instance (2 CPUs) serves the whole module; its tests share one xdist group, so
 ``pytest -n 2 --dist loadgroup`` (``make test``) runs them in one worker process. The pure functions
@@ -24,19 +24,13 @@ import torch
 import yaml
 
 from rl_agents import PPO, RND
-from rl_agents.config import ConfigError, config_from_dict, load_preset, make_trainer
-from rl_agents.distributed import (
-    DistributedTrainer,
-    RayUnavailableError,
-    RolloutWorker,
-    WorkerFailureError,
-    concatenate_columns,
-    merge_worker_moments,
-    moments_of,
-)
+from rl_agents.config import ConfigError, config_from_dict, load_preset
+from rl_agents.training import make_trainer
+from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
+from rl_agents.training.workers import RolloutWorker, concatenate_columns, merge_worker_moments, moments_of
 from rl_agents.envs import IndexedEnv, make_envs
-from rl_agents.normalize import RunningMeanStd
-from rl_agents.trainer import Trainer
+from rl_agents.core.normalize import RunningMeanStd
+from rl_agents.training.trainer import Trainer
 
 RAY_GROUP = pytest.mark.xdist_group("ray")
 
@@ -127,7 +121,7 @@ def test_a_worker_in_this_process_collects_the_rollout_and_keeps_its_own_per_env
     states = {agent.name: agent.state_dict() for agent in learner.agents}
     rollout = worker.collect(states, restarts=0, global_step=0, total_steps=None)
     assert rollout.steps == 16 and rollout.batch["obs"].shape == (8, 2, 4) and rollout.batch["valid"].all()
-    copy = worker.trainer.agents[0]
+    copy = worker.agents[0]
     torch.testing.assert_close(copy.actor[0].weight, learner.agents[0].actor[0].weight)
     assert copy.reward_scaler.running_return.shape == (2,)
     assert float(copy.obs_rms.count) == pytest.approx(1e-4 + 16)  # acting moved the worker's statistics
@@ -153,7 +147,7 @@ def cartpole_config(agents: str, seed: int, workers: int = 2, **distributed: Any
 def batch_layout(trainer: Trainer) -> dict[str, Any]:
     """Record the key, shape and dtype of every batch handed to the trainer's update."""
     seen: dict[str, Any] = {}
-    update_from = trainer.update_from
+    update_from = trainer.learn
 
     def recording(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         seen.clear()
@@ -161,7 +155,7 @@ def batch_layout(trainer: Trainer) -> dict[str, Any]:
         seen["_batch"] = {key: value.clone() for key, value in batch.items()}
         return update_from(batch)
 
-    trainer.update_from = recording  # type: ignore[method-assign]
+    trainer.learn = recording  # type: ignore[method-assign]
     return seen
 
 
@@ -333,7 +327,7 @@ def test_off_policy_rounds_fill_the_learners_replay_buffer_with_every_workers_en
     with make_trainer(config) as trainer:
         trainer.train(256, progress=False)
     assert trainer.replay is not None and trainer.replay.num_envs == 4 and len(trainer.replay) == 256
-    assert trainer.gradient_steps > 0 and trainer.num_updates == 4
+    assert trainer.learner.total_gradient_steps > 0 and trainer.num_updates == 4
 
 
 @RAY_GROUP

@@ -24,7 +24,7 @@ def test_next_step_autoreset_marks_the_reset_step_invalid_and_keeps_final_obs() 
     envs = counting_envs(2, [3, 2], terminate=False, mode=AutoresetMode.NEXT_STEP)
     trainer = Trainer(envs, [PPO()], num_steps=6)
     run_steps(trainer, envs, 6)
-    stored = trainer.storage.batch()
+    stored = trainer.collector.storage.batch()
     assert stored["next_obs"][:, 0].tolist() == [[1, 0], [2, 0], [3, 0], [0, 1], [1, 1], [2, 1]]
     assert stored["valid"][:, 0].tolist() == [True, True, True, False, True, True]
     assert stored["truncated"][:, 0].tolist() == [False, False, True, False, False, False]
@@ -37,7 +37,7 @@ def test_same_step_autoreset_stores_the_final_observation_as_next_obs() -> None:
     envs = counting_envs(1, [3], terminate=False, mode=AutoresetMode.SAME_STEP)
     trainer = Trainer(envs, [PPO()], num_steps=6)
     run_steps(trainer, envs, 6)
-    stored = trainer.storage.batch()
+    stored = trainer.collector.storage.batch()
     assert stored["next_obs"][:, 0].tolist() == [[1, 0], [2, 0], [3, 0], [1, 1], [2, 1], [3, 1]]
     assert stored["obs"][:, 0].tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
     assert stored["valid"].all()
@@ -51,7 +51,7 @@ def test_ppo_bootstraps_truncation_from_the_final_observation_only(mode: Autores
     ppo = PPO()
     trainer = Trainer(envs, [ppo], num_steps=6)
     run_steps(trainer, envs, 6)
-    batch = trainer.storage.batch()
+    batch = trainer.collector.storage.batch()
     ppo.preprocess(batch)
     with torch.no_grad():
         final_value = ppo.value(torch.tensor([[3.0, 0.0]]))[0, 0]

@@ -44,17 +44,17 @@ import yaml
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from rl_agents.cli import _is_user_error, main
+from rl_agents.cli.main import _is_user_error, main
 from rl_agents.config import (
-    MAX_SEED,
     ConfigError,
     RunConfig,
-    TrainerConfig,
     config_from_dict,
     config_to_dict,
-    make_trainer,
+    trainer_setting_types,
 )
-from rl_agents.registry import AGENTS
+from rl_agents.config.schema import MAX_SEED
+from rl_agents.training import make_trainer
+from rl_agents.agents import AGENTS
 
 EXAMPLE_TIME_LIMIT = 60.0  # seconds per example: the slowest legitimate one takes about 3 s (more on a loaded machine)
 
@@ -181,7 +181,7 @@ def agent_options(cls: type) -> dict[str, typing.Any]:
 
 
 OPTIONS = {name: agent_options(cls) for name, cls in AGENTS.items()}
-TRAINER_TYPES = typing.get_type_hints(TrainerConfig)
+TRAINER_TYPES = trainer_setting_types()
 # Trainer settings drawn from ranges that keep building (and any training) cheap; extremes are added
 # where building stays cheap: a huge rollout length or replay ring is allocated, a huge count is not.
 TRAINER_VALUES: dict[str, st.SearchStrategy] = {

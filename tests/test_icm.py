@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rl_agents import PPO, RND, CompositionError, EnvContext, RewardStream, Trainer
-from rl_agents.agent import ACTION, NEXT_OBS, OBS, VALID
+from rl_agents.core.agent import ACTION, NEXT_OBS, OBS, VALID
 from rl_agents.agents.icm import ICM
 
 REWARD = "reward/curiosity"

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from rl_agents.config import config_from_dict, load_preset, make_trainer
-from rl_agents.trainer import Trainer
+from rl_agents.config import config_from_dict, load_preset
+from rl_agents.training import make_trainer
+from rl_agents.training.trainer import Trainer
 
 pytestmark = pytest.mark.learning
 
@@ -50,7 +51,7 @@ def test_ppo_with_rnd_drives_up_the_mountain_within_500k_steps() -> None:
 def test_dqn_balances_cartpole_with_its_preset_within_100k_steps() -> None:
     config = config_from_dict(load_preset("CartPole-v1", "dqn"))
     trainer = make_trainer(config)
-    assert trainer.off_policy and trainer.acting.double
+    assert trainer.learner.off_policy and trainer.acting.double
     trainer.train(100_000, progress=False, stop_when=reached(400.0))
     assert trainer.global_step <= 100_000
     assert np.mean(trainer.episodes.returns[-20:]) >= 400.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"

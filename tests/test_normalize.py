@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_agents.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
 
 
 def test_running_mean_std_merges_batches_like_one_big_batch() -> None:

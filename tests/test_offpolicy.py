@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rl_agents import DQN, PPO, RND, SAC, CompositionError, ReplaySchedule, Trainer
-from rl_agents.agent import ACTION, BOOTSTRAP_OBS, N_STEPS, OBS, TERMINATED, RewardStream
+from rl_agents.core.agent import ACTION, BOOTSTRAP_OBS, N_STEPS, OBS, TERMINATED, RewardStream
 from tests.helpers import bind_standalone
 
 
@@ -188,7 +188,7 @@ def test_sac_env_action_rescales_to_the_bounds() -> None:
 # ---------------------------------------------------------------------------------------------- Trainer
 def test_replay_schedule_comes_from_the_acting_agent_and_settings_override_it() -> None:
     trainer = Trainer(cartpole(), [DQN()], seed=0, batch_size=16, learning_starts=40)
-    assert isinstance(trainer.schedule, ReplaySchedule) and trainer.off_policy
+    assert isinstance(trainer.schedule, ReplaySchedule) and trainer.learner.off_policy
     assert (trainer.schedule.batch_size, trainer.schedule.learning_starts, trainer.schedule.train_frequency) == (16, 40, 4)
     assert trainer.replay is not None and trainer.replay.capacity == 1_000_000 // 2
 
@@ -217,11 +217,11 @@ def test_random_actions_and_no_training_before_learning_starts_then_the_schedule
     trainer = Trainer(cartpole(num_envs=2), [DQN()], seed=0, learning_starts=40, train_frequency=4, gradient_steps=3, batch_size=8)
     before = [p.clone() for p in trainer.acting.q_network.parameters()]
     trainer.train(40, progress=False)  # 20 vector steps = 40 env steps
-    assert trainer.gradient_steps == 0
+    assert trainer.learner.total_gradient_steps == 0
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.acting.q_network.parameters()))
     assert len(trainer.replay) == 40
     trainer.train(80, progress=False)  # 5 more training phases of 3 gradient steps
-    assert trainer.gradient_steps == 15
+    assert trainer.learner.total_gradient_steps == 15
     assert not all(torch.equal(a, b) for a, b in zip(before, trainer.acting.q_network.parameters()))
 
 
@@ -234,17 +234,17 @@ def test_hard_and_polyak_target_updates() -> None:
         for param in online:
             param.add_(1.0)
     old_target = [p.clone() for p in target]
-    trainer._update_targets(0.25)
+    trainer.learner.update_targets(0.25)
     for new, old, source in zip(target, old_target, online):
         assert torch.allclose(new, 0.75 * old + 0.25 * source)
-    trainer._update_targets(1.0)
+    trainer.learner.update_targets(1.0)
     assert all(torch.equal(a, b) for a, b in zip(online, target))
 
 
 def test_sac_polyak_updates_every_gradient_step_during_training() -> None:
     trainer = Trainer(pendulum(), [SAC(hidden=(8,))], seed=0, learning_starts=10, batch_size=4)
     trainer.train(12, progress=False)
-    assert trainer.gradient_steps == 2
+    assert trainer.learner.total_gradient_steps == 2
     online = list(trainer.acting.critics.parameters())
     target = list(trainer.acting.target_critics.parameters())
     assert not all(torch.equal(a, b) for a, b in zip(online, target))
@@ -259,12 +259,12 @@ def test_sac_polyak_updates_every_gradient_step_during_training() -> None:
 def test_off_policy_learners_train_with_an_exploration_bonus(make_envs, agents) -> None:
     trainer = Trainer(make_envs(), agents(), seed=0, learning_starts=64, batch_size=32, log_interval=64)
     trainer.train(300, progress=False)
-    assert [s.name for s in trainer.streams] == ["extrinsic", "intrinsic"]
+    assert [s.name for s in trainer.learner.streams] == ["extrinsic", "intrinsic"]
     assert "reward/intrinsic" in trainer.replay.data
     intrinsic = trainer.replay.data["reward/intrinsic"][: trainer.replay.size]
     assert intrinsic.abs().sum() > 0  # the bonus rewards were stored with the transitions
     assert math.isfinite(trainer.metrics["rnd/loss/predictor"])
-    assert trainer.gradient_steps > 0
+    assert trainer.learner.total_gradient_steps > 0
 
 
 def test_checkpoint_carries_the_replay_buffer_and_resumes_identically(tmp_path) -> None:
@@ -276,11 +276,11 @@ def test_checkpoint_carries_the_replay_buffer_and_resumes_identically(tmp_path) 
     path = original.save(tmp_path)
     restored = build()
     restored.load_state(path)
-    assert restored.replay.size == original.replay.size and restored.gradient_steps == original.gradient_steps
+    assert restored.replay.size == original.replay.size and restored.learner.total_gradient_steps == original.learner.total_gradient_steps
     for key in original.replay.data:
         assert torch.equal(restored.replay.data[key], original.replay.data[key])
     # Same data, same generator, same counters: the next gradient steps are identical.
     for trainer in (original, restored):
-        trainer._optimize_replay()
+        trainer.learner._optimize_replay(trainer.global_step, "the next update")
     for a, b in zip(original.acting.parameters(), restored.acting.parameters()):
         assert torch.equal(a, b)

@@ -5,7 +5,7 @@
 2. Exact resume: a run resumed from its mid-run checkpoint with a fresh Trainer and fresh envs (as
    ``rl-agents train --resume`` does: ``load_state`` then ``train``) logs the same metrics after the
    checkpoint and ends with the same parameters as the uninterrupted run. This needs the
-   environments' state in the checkpoint (rl_agents.envstate); which env families have it is checked
+   environments' state in the checkpoint (rl_agents.envs.state); which env families have it is checked
    below, env by env.
 3. Crash safety: ``rl-agents train`` killed with SIGKILL at random moments, mid-checkpoint included,
    always leaves a loadable latest checkpoint at most one interval old, resumes, and completes with
@@ -39,12 +39,14 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_tensors
 
-import rl_agents.envstate as envstate_module
+import rl_agents.envs.state as envstate_module
 from rl_agents import DQN, PPO, RND, SAC, Trainer
-from rl_agents.checkpoint import latest_checkpoint, load_trainer, read_checkpoint, recover_checkpoints_dir
-from rl_agents.config import config_from_dict, make_trainer
+from rl_agents.checkpointing import latest_checkpoint, read_checkpoint, recover_checkpoints_dir
+from rl_agents.training import load_trainer
+from rl_agents.config import config_from_dict
+from rl_agents.training import make_trainer
 from rl_agents.envs import make_envs
-from rl_agents.envstate import EnvStateMismatch, EnvStateUnsupported, capture_env_state, restore_env_state
+from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, restore_env_state
 
 torch.set_num_threads(1)
 
@@ -189,7 +191,7 @@ def test_resume_from_a_checkpoint_is_exact(name: str, tmp_path_factory: pytest.T
     result = runs(name, tmp_path_factory)
     case = CASES[name]
     state = json.loads((result.checkpoint / "state.json").read_text())
-    assert state["env_state"]["captured"] is True
+    assert state["state"]["collector"]["envs"]["captured"] is True
     resumed, history = build(case)  # fresh trainer, fresh envs
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -209,7 +211,7 @@ def test_resuming_without_the_environments_state_differs(tmp_path_factory: pytes
     result = runs("ppo", tmp_path_factory)
     resumed, _ = build(CASES["ppo"])
     resumed.load_state(result.checkpoint)
-    resumed._resume_obs = None  # as if the checkpoint had no environment state
+    resumed.collector.resume_obs = None  # as if the checkpoint had no environment state
     resumed.train(CASES["ppo"].steps, progress=False)
     assert not torch.equal(resumed.acting.actor[0].weight, result.first.acting.actor[0].weight)
 
@@ -220,10 +222,10 @@ def test_a_checkpoint_without_environment_state_still_loads_and_resets(tmp_path:
     trainer, _ = build(case)
     trainer.train(256, progress=False)
     path = trainer.save(tmp_path / "checkpoints")
-    tensors = {k: v for k, v in load_file(str(path / "tensors.safetensors")).items() if not k.startswith("envs/")}
-    save_file(tensors, str(path / "tensors.safetensors"), metadata={"format": "rl_agents.checkpoint", "version": "1"})
+    tensors = {k: v for k, v in load_file(str(path / "tensors.safetensors")).items() if not k.startswith("collector/envs/")}
+    save_file(tensors, str(path / "tensors.safetensors"), metadata={"format": "rl_agents.checkpoint", "version": "2"})
     state = json.loads((path / "state.json").read_text())
-    del state["env_state"]
+    state["state"]["collector"]["envs"] = None
     data = (path / "tensors.safetensors").read_bytes()
     state.update(tensors_sha256=hashlib.sha256(data).hexdigest(), tensors_bytes=len(data))
     (path / "state.json").write_text(json.dumps(state))
@@ -233,7 +235,7 @@ def test_a_checkpoint_without_environment_state_still_loads_and_resets(tmp_path:
         warnings.simplefilter("always")
         resumed.load_state(path)
     assert not [w for w in caught if "environment" in str(w.message)]  # an old checkpoint: nothing to warn about
-    assert resumed._resume_obs is None and resumed.global_step == 256
+    assert resumed.collector.resume_obs is None and resumed.global_step == 256
     resumed.train(512, progress=False)
     assert resumed.global_step == 512
 
@@ -257,8 +259,9 @@ def test_envs_that_cannot_be_captured_fall_back_to_a_reset_with_a_warning(tmp_pa
     with pytest.warns(UserWarning, match=r"environments' state cannot be saved.*OpaqueStateEnv.*thing.*Opaque"):
         path = trainer.save(tmp_path)
     state = json.loads((path / "state.json").read_text())
-    assert state["env_state"]["captured"] is False and "Opaque" in state["env_state"]["reason"]
-    assert not [key for key in load_file(str(path / "tensors.safetensors")) if key.startswith("envs/")]
+    envs_state = state["state"]["collector"]["envs"]
+    assert envs_state["captured"] is False and "Opaque" in envs_state["reason"]
+    assert not [key for key in load_file(str(path / "tensors.safetensors")) if key.startswith("collector/envs/")]
 
     resumed = Trainer(make(), [PPO()], seed=0, num_steps=16, num_epochs=1, num_minibatches=1)
     with pytest.warns(UserWarning, match=r"could not be saved .*re-seeds and resets the environments"):
@@ -278,7 +281,7 @@ def test_envs_that_do_not_fit_the_saved_state_fall_back_with_a_warning(tmp_path:
     )
     with pytest.warns(UserWarning, match=r"does not fit these environments \(env 0: wrapper chain differs"):
         other.load_state(path)
-    assert other._resume_obs is None and other.global_step == 128
+    assert other.collector.resume_obs is None and other.global_step == 128
 
 
 # ---------------------------------------------------------------------------------------------- env families
@@ -545,9 +548,9 @@ def test_killed_runs_always_resume_and_complete_as_if_never_killed(tmp_path: Pat
     history = History()
     reference.loggers = [history]
     reference.train(config.steps, progress=False)
-    _, _, tensors = read_checkpoint(final)
+    _, tree = read_checkpoint(final)
     for key, value in reference.acting.state_dict().items():
-        assert torch.equal(tensors[f"agents/ppo/{key}"], value), key
+        assert torch.equal(tree["agents"]["ppo"][key], value), key
     rows = metrics_rows(run)
     assert [int(float(r["global_step"])) for r in rows] == [step for step, _ in history.rows]
     for row, (step, metrics) in zip(rows, history.rows):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_agents.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, RewardStream
-from rl_agents.replay import ReplayBuffer
+from rl_agents.core.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, RewardStream
+from rl_agents.training.replay import ReplayBuffer
 
 EXT = RewardStream("extrinsic", gamma=0.5)
 BONUS = RewardStream("bonus", gamma=0.9, episodic=False)
@@ -116,7 +116,7 @@ def test_restore_round_trips_the_ring() -> None:
     buffer = ReplayBuffer(capacity=4, num_envs=2, device=torch.device("cpu"))
     buffer.add(chunk([0, 1, 2, 3, 4, 5], num_envs=2))
     copy = ReplayBuffer(capacity=4, num_envs=2, device=torch.device("cpu"))
-    copy.restore(buffer.state_tensors(), position=buffer.position, size=buffer.size)
+    copy.load_state_dict(buffer.state_dict())
     for seed in range(3):
         a = buffer.sample(32, torch.Generator().manual_seed(seed), n_step=2, streams=(EXT,))
         b = copy.sample(32, torch.Generator().manual_seed(seed), n_step=2, streams=(EXT,))
@@ -136,7 +136,7 @@ def test_sampling_rejects_only_while_invalid_rows_are_stored_and_restore_agrees(
     buffer.add(chunk([3, 4]))  # overwrites steps 0 and 1: the invalid row is gone
     assert buffer._invalid_count == 0
     copy = ReplayBuffer(capacity=3, num_envs=1, device=torch.device("cpu"))
-    copy.restore(buffer.state_tensors(), position=buffer.position, size=buffer.size)
+    copy.load_state_dict(buffer.state_dict())
     assert copy._invalid_count == 0
     a = buffer.sample(16, torch.Generator().manual_seed(5))
     b = copy.sample(16, torch.Generator().manual_seed(5))

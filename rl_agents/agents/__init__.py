@@ -1,4 +1,8 @@
-"""Agents: one file each, none importing another."""
+"""The shipped agents: one file each, none importing another, and the one list of them.
+
+:data:`AGENTS` maps the names used in configs and on the command line (``--agents ppo+rnd``) to the
+classes; the command line, the config schema, ``rl-agents list`` and checkpoint reloading all read it.
+"""
 
 from rl_agents.agents.a2c import A2C
 from rl_agents.agents.dqn import DQN
@@ -6,5 +10,8 @@ from rl_agents.agents.icm import ICM
 from rl_agents.agents.ppo import PPO
 from rl_agents.agents.rnd import RND
 from rl_agents.agents.sac import SAC
+from rl_agents.core.agent import Agent
 
-__all__ = ["A2C", "DQN", "ICM", "PPO", "RND", "SAC"]
+AGENTS: dict[str, type[Agent]] = {cls.default_name: cls for cls in (A2C, DQN, ICM, PPO, RND, SAC)}
+
+__all__ = ["A2C", "AGENTS", "DQN", "ICM", "PPO", "RND", "SAC"]

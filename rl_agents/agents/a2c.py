@@ -37,13 +37,11 @@ Known differences from SB3:
 
 from __future__ import annotations
 
-import math
-
 import gymnasium as gym
 import torch
 from torch import nn
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     ACTION,
     EXTRINSIC,
     NEXT_OBS,
@@ -56,13 +54,14 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
+    Metrics,
     RewardStream,
-    Schedule,
     check_option,
 )
-from rl_agents.agents.distributions import ActionHead, make_action_head
-from rl_agents.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
-from rl_agents.returns import gae
+from rl_agents.core.schedules import OnPolicySchedule
+from rl_agents.core.distributions import ActionHead, make_action_head
+from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
+from rl_agents.core.returns import next_state_values, stream_advantages
 
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream, stored when acting
 ADVANTAGES = "advantages"  # [N]: coef-weighted sum of the streams' advantages
@@ -160,9 +159,9 @@ class A2C(Agent):
             "entropy": f"-{self.ent_coef} x policy entropy",
         }
 
-    def suggested_schedule(self) -> Schedule:
+    def suggested_schedule(self) -> OnPolicySchedule:
         """SB3's A2C: 5 steps per env, one gradient step per rollout, constant learning rate."""
-        return Schedule(num_steps=5, num_epochs=1, num_minibatches=1, max_grad_norm=0.5, anneal_lr=False)
+        return OnPolicySchedule(num_steps=5, num_epochs=1, num_minibatches=1, max_grad_norm=0.5, anneal_lr=False)
 
     # ------------------------------------------------------------------ networks
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -191,43 +190,28 @@ class A2C(Agent):
 
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
-    def preprocess(self, batch: Batch) -> dict[str, float]:
+    def preprocess(self, batch: Batch) -> Metrics:
         values = batch[VALUES]
         terminated = batch[TERMINATED]
         done = terminated | batch[TRUNCATED]
         valid = batch[VALID]
-        next_values = self._next_values(batch[NEXT_OBS], values, done)
-        advantages = torch.zeros_like(values[..., 0])
-        returns = torch.empty_like(values)
-        metrics: dict[str, float] = {}
-        for index, stream in enumerate(self.streams):
-            stream_terminated = terminated if stream.episodic else torch.zeros_like(terminated)
-            rewards = batch[stream.key].float()
-            stream_adv = gae(rewards, values[..., index], next_values[..., index], stream_terminated, done, stream.gamma, self.gae_lambda)
-            returns[..., index] = stream_adv + values[..., index]
-            advantages += stream.coef * stream_adv
-            metrics[f"explained_variance/{stream.name}"] = explained_variance(values[..., index][valid], returns[..., index][valid])
+        next_values = next_state_values(values, done, batch[NEXT_OBS], self.value)
+        advantages, returns, metrics = stream_advantages(
+            values,
+            next_values,
+            lambda stream: batch[stream.key].float(),
+            terminated,
+            done,
+            valid,
+            self.streams,
+            self.gae_lambda,
+        )
         batch[ADVANTAGES] = advantages
         batch[RETURNS] = returns
         return metrics
 
-    def _next_values(self, next_obs: torch.Tensor, values: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Value of each step's true next state ``[T, N, num_streams]``.
-
-        Mid-rollout it is the next step's stored value; where an episode ended (the next stored
-        observation is then a reset one) and at the rollout's last step, the critic evaluates the
-        stored next observation.
-        """
-        next_values = torch.empty_like(values)
-        next_values[:-1] = values[1:]
-        evaluate = done.clone()
-        evaluate[-1] = True
-        index = evaluate.nonzero(as_tuple=True)
-        next_values[index] = self.value(next_obs[index]).to(values.dtype)
-        return next_values
-
     # ------------------------------------------------------------------ loss
-    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
         params, values = self.actor_critic(minibatch[OBS])
         log_prob, entropy = self.action_head.log_prob_entropy(params, minibatch[ACTION])
         advantages = minibatch[ADVANTAGES]
@@ -241,7 +225,7 @@ class A2C(Agent):
             "value": self.vf_coef * value_losses.sum(),
             "entropy": -self.ent_coef * entropy_mean,
         }
-        metrics: dict[str, float] = {"policy_loss": policy.detach(), "entropy": entropy_mean.detach()}
+        metrics: Metrics = {"policy_loss": policy.detach(), "entropy": entropy_mean.detach()}
         for index, stream in enumerate(self.streams):
             metrics[f"value_loss/{stream.name}"] = value_losses[index].detach()
         return terms, metrics
@@ -266,13 +250,3 @@ def normalized(advantages: torch.Tensor) -> torch.Tensor:
     if advantages.numel() < 2:
         return advantages
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    """1 - Var(target - predicted) / Var(target); NaN when the target does not vary."""
-    if target.numel() < 2:
-        return math.nan
-    target_var = float(target.var())
-    if not math.isfinite(target_var) or target_var == 0.0:
-        return math.nan
-    return float(1.0 - (target - predicted).var() / target_var)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     ACTION,
     BOOTSTRAP_OBS,
     EXTRINSIC,
@@ -34,12 +34,12 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
-    ReplaySchedule,
     RewardStream,
     check_option,
 )
-from rl_agents.nets import NatureCNN, flat_dim, is_image_space
-from rl_agents.returns import replay_td_targets
+from rl_agents.core.schedules import ReplaySchedule
+from rl_agents.core.nets import NatureCNN, flat_dim, is_image_space
+from rl_agents.core.returns import replay_td_targets
 
 
 class QNetwork(nn.Module):

@@ -39,7 +39,6 @@ returns too: ``next_obs`` stays the one-step next observation there).
 
 from __future__ import annotations
 
-import math
 
 import gymnasium as gym
 import numpy as np
@@ -47,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     ACTION,
     NEXT_OBS,
     OBS,
@@ -57,10 +56,12 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
+    Metrics,
     RewardStream,
 )
-from rl_agents.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
-from rl_agents.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.bonus import intrinsic_reward
+from rl_agents.core.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
+from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
 
 CURIOSITY = "curiosity"
 
@@ -245,7 +246,7 @@ class ICM(Agent):
         self.hidden = tuple(hidden)
         self.head_hidden = head_hidden
         self.chunk_size = chunk_size
-        self.init_obs_steps = warmup_steps
+        self.warmup_steps = warmup_steps
         self.stream = RewardStream(CURIOSITY, gamma=int_gamma, episodic=False, coef=int_coef)
 
     # ------------------------------------------------------------------ composition
@@ -288,9 +289,6 @@ class ICM(Agent):
             "forward": f"{self.beta:g} x 0.5 * ||forward(phi(s), a) - phi(s')||^2 (target detached)",
         }
 
-    def warmup_steps(self) -> int:
-        return self.init_obs_steps
-
     @torch.no_grad()
     def warmup(self, next_obs: torch.Tensor) -> None:
         self.obs_rms.update(next_obs.reshape(-1, *next_obs.shape[2:]))
@@ -322,7 +320,7 @@ class ICM(Agent):
 
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
-    def preprocess(self, batch: Batch) -> dict[str, float]:
+    def preprocess(self, batch: Batch) -> Metrics:
         valid = batch[VALID]
         rows = valid.nonzero(as_tuple=True)
         if self.normalize_obs and rows[0].numel() > 0:
@@ -330,19 +328,9 @@ class ICM(Agent):
         raw = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
         if rows[0].numel() > 0:
             raw[rows] = self._curiosity_in_chunks(batch[OBS][rows], batch[ACTION][rows], batch[NEXT_OBS][rows])
-        reward = raw
-        if self.normalize_reward:
-            self.reward_scaler.update(raw, dones=torch.zeros_like(valid), valid=valid)  # never resets: non-episodic
-            reward = self.reward_scaler.scale(raw).float() * valid
+        reward, metrics = intrinsic_reward(raw, valid, self.reward_scaler, CURIOSITY, normalize=self.normalize_reward)
         batch[self.stream.key] = reward
-        valid_reward, valid_raw = reward[valid], raw[valid]
-        return {
-            "curiosity_reward_mean": _mean(valid_reward),
-            "curiosity_reward_std": _std(valid_reward),
-            "curiosity_reward_max": float(valid_reward.max()) if valid_reward.numel() else math.nan,
-            "curiosity_reward_raw_mean": _mean(valid_raw),
-            "curiosity_return_std": float(self.reward_scaler.stats.var.sqrt()),
-        }
+        return metrics
 
     def _curiosity_in_chunks(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         size = self.chunk_size
@@ -350,7 +338,7 @@ class ICM(Agent):
         return torch.cat(parts)
 
     # ------------------------------------------------------------------ loss
-    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
         obs, next_obs, action = minibatch[OBS], minibatch[NEXT_OBS], minibatch[ACTION]
         valid = minibatch.get(VALID)
         phi, next_phi = self.encode_pair(obs, next_obs)
@@ -359,17 +347,9 @@ class ICM(Agent):
         forward_loss = masked_mean(half_squared_error(self.predict_next(phi, action), next_phi.detach()), valid)
         terms = {"inverse": (1.0 - self.beta) * inverse_loss, "forward": self.beta * forward_loss}
         # Detached tensors, not floats: the Trainer converts all logged values with one host sync.
-        metrics = {"inverse_loss": inverse_loss.detach(), "forward_loss": forward_loss.detach()}
+        metrics: Metrics = {"inverse_loss": inverse_loss.detach(), "forward_loss": forward_loss.detach()}
         with torch.no_grad():
             accuracy = self.actions.accuracy(predicted_action, action)
             if accuracy is not None:
                 metrics["inverse_accuracy"] = masked_mean(accuracy, valid)
-        return terms, metrics  # type: ignore[return-value]
-
-
-def _mean(x: torch.Tensor) -> float:
-    return float(x.mean()) if x.numel() else math.nan
-
-
-def _std(x: torch.Tensor) -> float:
-    return float(x.std()) if x.numel() > 1 else math.nan
+        return terms, metrics

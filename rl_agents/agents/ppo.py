@@ -9,14 +9,13 @@ and the policy's advantage is the ``coef``-weighted sum of the streams' advantag
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     ACTION,
     EXTRINSIC,
     NEXT_OBS,
@@ -29,14 +28,15 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
+    Metrics,
     RewardStream,
-    Schedule,
     check_option,
 )
-from rl_agents.agents.distributions import ActionHead, make_action_head
-from rl_agents.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
-from rl_agents.normalize import ReturnScaler, RunningMeanStd
-from rl_agents.returns import gae
+from rl_agents.core.schedules import OnPolicySchedule
+from rl_agents.core.distributions import ActionHead, make_action_head
+from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
+from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.returns import next_state_values, stream_advantages
 
 LOGPROB = "logprob"
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream
@@ -50,12 +50,12 @@ class _Defaults:
     lr: float
     ent_coef: float
     normalize: bool
-    schedule: Schedule
+    schedule: OnPolicySchedule
 
 
 # CleanRL ppo.py and ppo_continuous_action.py.
-DISCRETE_DEFAULTS = _Defaults(lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=Schedule(128, 4, 4, 0.5, True))
-CONTINUOUS_DEFAULTS = _Defaults(lr=3e-4, ent_coef=0.0, normalize=True, schedule=Schedule(2048, 10, 32, 0.5, True))
+DISCRETE_DEFAULTS = _Defaults(lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=OnPolicySchedule(128, 4, 4, 0.5, True))
+CONTINUOUS_DEFAULTS = _Defaults(lr=3e-4, ent_coef=0.0, normalize=True, schedule=OnPolicySchedule(2048, 10, 32, 0.5, True))
 
 
 class PPO(Agent):
@@ -188,8 +188,8 @@ class PPO(Agent):
             "entropy": f"-{self.ent_coef} x policy entropy",
         }
 
-    def suggested_schedule(self) -> Schedule:
-        return Schedule(**vars(self._defaults.schedule))
+    def suggested_schedule(self) -> OnPolicySchedule:
+        return OnPolicySchedule(**vars(self._defaults.schedule))
 
     # ------------------------------------------------------------------ acting
     def _policy_input(self, obs: torch.Tensor, update_stats: bool) -> torch.Tensor:
@@ -228,46 +228,32 @@ class PPO(Agent):
 
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
-    def preprocess(self, batch: Batch) -> dict[str, float]:
+    def preprocess(self, batch: Batch) -> Metrics:
         values = batch[VALUES]
         terminated, truncated = batch[TERMINATED], batch[TRUNCATED]
         done = terminated | truncated
-        next_values = self._next_values(batch, values, done)
-        metrics: dict[str, float] = {}
+        # The critic sees next observations normalized like the policy's (statistics not updated).
+        next_values = next_state_values(
+            values, done, batch[NEXT_OBS], lambda next_obs: self.value(self._policy_input(next_obs, update_stats=False))
+        )
         valid = batch[VALID]
-        advantages = torch.zeros_like(values[..., 0])
-        returns = torch.empty_like(values)
-        for index, stream in enumerate(self.streams):
+
+        def rewards_of(stream: RewardStream) -> torch.Tensor:
             rewards = batch[stream.key].float()
             if stream.name == EXTRINSIC and self.normalize_reward:
                 self.reward_scaler.update(rewards, done, valid)
                 rewards = self.reward_scaler.scale(rewards, clip=self.reward_clip)
-            stream_terminated = terminated if stream.episodic else torch.zeros_like(terminated)
-            stream_adv = gae(rewards, values[..., index], next_values[..., index], stream_terminated, done, stream.gamma, self.gae_lambda)
-            returns[..., index] = stream_adv + values[..., index]
-            advantages += stream.coef * stream_adv
-            metrics[f"explained_variance/{stream.name}"] = explained_variance(values[..., index][valid], returns[..., index][valid])
+            return rewards
+
+        advantages, returns, metrics = stream_advantages(
+            values, next_values, rewards_of, terminated, done, valid, self.streams, self.gae_lambda
+        )
         batch[ADVANTAGES] = advantages
         batch[RETURNS] = returns
         return metrics
 
-    def _next_values(self, batch: Batch, values: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Value of each step's true next state.
-
-        Mid-rollout it is the next step's stored value, except where the episode ended: there the
-        next stored observation may be a reset one, so the final observation is evaluated instead.
-        """
-        next_values = torch.empty_like(values)
-        next_values[:-1] = values[1:]
-        evaluate = done.clone()
-        evaluate[-1] = True
-        index = evaluate.nonzero(as_tuple=True)
-        next_obs = batch[NEXT_OBS][index]
-        next_values[index] = self.value(self._policy_input(next_obs, update_stats=False))
-        return next_values
-
     # ------------------------------------------------------------------ loss
-    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
         policy_obs = minibatch[POLICY_OBS] if self.normalize_obs else minibatch[OBS]
         params, new_values = self._actor_critic(policy_obs)
         new_log_prob, entropy = self.action_head.log_prob_entropy(params, minibatch[ACTION])
@@ -285,7 +271,7 @@ class PPO(Agent):
             "entropy": -self.ent_coef * entropy_mean,
         }
         with torch.no_grad():
-            metrics = {
+            metrics: Metrics = {
                 "policy_loss": policy_loss.detach(),
                 "entropy": entropy_mean.detach(),
                 "approx_kl": ((ratio - 1) - log_ratio).mean(),
@@ -318,10 +304,3 @@ def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torc
     clipped_values = old_values + (new_values - old_values).clamp(-clip, clip)
     clipped = (clipped_values - returns).square()
     return 0.5 * torch.maximum(unclipped, clipped).mean(dim=0)
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    target_var = target.var() if target.numel() > 1 else torch.tensor(0.0)
-    if not math.isfinite(float(target_var)) or float(target_var) == 0.0:
-        return math.nan
-    return float(1.0 - (target - predicted).var() / target_var)

@@ -34,23 +34,23 @@ Differences from CleanRL:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     NEXT_OBS,
     VALID,
     Agent,
     Batch,
     DataSpec,
     EnvContext,
+    Metrics,
     RewardStream,
     check_option,
 )
-from rl_agents.nets import conv_trunk, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
-from rl_agents.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.bonus import intrinsic_reward
+from rl_agents.core.nets import conv_trunk, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
+from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
 
 INTRINSIC = "intrinsic"
 
@@ -104,7 +104,7 @@ class RND(Agent):
         self.feature_dim = feature_dim
         self.hidden = tuple(hidden)
         self.chunk_size = chunk_size
-        self.init_obs_steps = warmup_steps
+        self.warmup_steps = warmup_steps
         self.stream = RewardStream(INTRINSIC, gamma=int_gamma, episodic=False, coef=int_coef)
 
     # ------------------------------------------------------------------ composition
@@ -146,9 +146,6 @@ class RND(Agent):
             "predictor": f"MSE of predictor vs fixed target features on a {self.update_proportion:g} fraction of the minibatch",
         }
 
-    def warmup_steps(self) -> int:
-        return self.init_obs_steps
-
     @torch.no_grad()
     def warmup(self, next_obs: torch.Tensor) -> None:
         self.obs_rms.update(next_obs.reshape(-1, *next_obs.shape[2:]))
@@ -165,7 +162,7 @@ class RND(Agent):
 
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
-    def preprocess(self, batch: Batch) -> dict[str, float]:
+    def preprocess(self, batch: Batch) -> Metrics:
         next_obs, valid = batch[NEXT_OBS], batch[VALID]
         valid_obs = next_obs[valid]
         if valid_obs.shape[0] > 0:
@@ -173,20 +170,12 @@ class RND(Agent):
         raw = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
         if valid_obs.shape[0] > 0:
             raw[valid] = torch.cat([self.prediction_error(chunk) for chunk in valid_obs.split(self.chunk_size)])
-        self.reward_scaler.update(raw, dones=torch.zeros_like(valid), valid=valid)  # never resets: non-episodic
-        reward = self.reward_scaler.scale(raw).float() * valid
+        reward, metrics = intrinsic_reward(raw, valid, self.reward_scaler, INTRINSIC)
         batch[self.stream.key] = reward
-        valid_reward, valid_raw = reward[valid], raw[valid]
-        return {
-            "intrinsic_reward_mean": _mean(valid_reward),
-            "intrinsic_reward_std": _std(valid_reward),
-            "intrinsic_reward_max": float(valid_reward.max()) if valid_reward.numel() else math.nan,
-            "intrinsic_reward_raw_mean": _mean(valid_raw),
-            "intrinsic_return_std": float(self.reward_scaler.stats.var.sqrt()),
-        }
+        return metrics
 
     # ------------------------------------------------------------------ loss
-    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
         next_obs = minibatch[NEXT_OBS]
         generator = self.generator
         device = generator.device if generator is not None else next_obs.device
@@ -194,17 +183,11 @@ class RND(Agent):
         # Only the kept rows enter the loss, so only they go through the networks (4x less work at 0.25).
         kept = (draw < self.update_proportion).nonzero().squeeze(1)
         if kept.numel() == 0:
-            return {"predictor": torch.zeros((), device=next_obs.device)}, {"predictor_loss": 0.0}
+            zero_loss, zero_metric = torch.zeros((), device=next_obs.device), torch.zeros((), device=next_obs.device)
+            return {"predictor": zero_loss}, {"predictor_loss": zero_metric}
         x = self.normalize(next_obs[kept])
         with torch.no_grad():
             target = self.target(x)
         predictor_loss = (self.predictor(x) - target).square().mean(-1).mean()
-        return {"predictor": predictor_loss}, {"predictor_loss": float(predictor_loss.detach())}
-
-
-def _mean(x: torch.Tensor) -> float:
-    return float(x.mean()) if x.numel() else math.nan
-
-
-def _std(x: torch.Tensor) -> float:
-    return float(x.std()) if x.numel() > 1 else math.nan
+        # A detached tensor, not a float: the Learner converts all logged values with one host sync.
+        return {"predictor": predictor_loss}, {"predictor_loss": predictor_loss.detach()}

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_agents.agent import (
+from rl_agents.core.agent import (
     ACTION,
     BOOTSTRAP_OBS,
     EXTRINSIC,
@@ -40,12 +40,12 @@ from rl_agents.agent import (
     CompositionError,
     DataSpec,
     EnvContext,
-    ReplaySchedule,
     RewardStream,
     check_option,
 )
-from rl_agents.nets import flat_dim
-from rl_agents.returns import replay_td_targets
+from rl_agents.core.schedules import ReplaySchedule
+from rl_agents.core.nets import flat_dim
+from rl_agents.core.returns import replay_td_targets
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 ADAM_EPS = 1e-8  # PyTorch's default, which SB3's SAC uses

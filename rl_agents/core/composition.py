@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rl_agents.agent import ENV_KEYS, Agent, CompositionError, DataSpec, RewardStream
+from rl_agents.core.agent import ENV_KEYS, Agent, CompositionError, DataSpec, RewardStream
 
 ENV_PROVIDER = "<environment>"
 REPLAY_PROVIDER = "<replay buffer>"

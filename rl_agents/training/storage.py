@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rl_agents.agent import Batch
+from rl_agents.core.agent import Batch
 
 
 class RolloutStorage:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 import inspect
 import math
 import reprlib
@@ -31,10 +32,10 @@ import gymnasium as gym
 import torch
 import yaml
 
-from rl_agents.agent import Agent, CompositionError, ReplaySchedule, Schedule
+from rl_agents.agents import AGENTS
+from rl_agents.core.agent import Agent, CompositionError
+from rl_agents.core.schedules import SCHEDULE_KINDS, schedule_fields, setting_problem
 from rl_agents.envs import VECTORIZATIONS, EnvCreationError, make_envs
-from rl_agents.registry import AGENTS
-from rl_agents.trainer import Trainer
 
 
 class ConfigError(ValueError):
@@ -43,46 +44,50 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainerConfig:
-    """Environment sizing and schedule settings; ``None`` takes the acting agent's suggestion.
+    """Environment sizing, the Trainer's failure options, and the schedule settings given.
 
-    On-policy agents (PPO, A2C) use num_steps .. anneal_lr, off-policy ones (DQN, SAC) buffer_size ..
-    n_step; max_grad_norm is shared. Setting one the acting agent does not use is an error.
-    ``skip_non_finite_updates`` and ``max_env_restarts`` are the Trainer's options of the same names
-    (what to do about NaN/inf updates and failed environments instead of stopping).
+    ``schedule`` holds the settings of :mod:`rl_agents.core.schedules` that the config sets (in YAML
+    they sit beside the others in the ``trainer:`` section); the rest take the acting agent's
+    suggestion. On-policy agents (PPO, A2C) use num_steps .. anneal_lr, off-policy ones (DQN, SAC)
+    buffer_size .. n_step; max_grad_norm is shared. Setting one the acting agent does not use is an
+    error. ``skip_non_finite_updates`` and ``max_env_restarts`` are the Trainer's options of the same
+    names (what to do about NaN/inf updates and failed environments instead of stopping).
     """
 
     num_envs: int = 4
     vectorization: str = "sync"
     log_interval: int | None = None
-    num_steps: int | None = None
-    num_epochs: int | None = None
-    num_minibatches: int | None = None
-    max_grad_norm: float | None = None
-    anneal_lr: bool | None = None
-    buffer_size: int | None = None
-    batch_size: int | None = None
-    learning_starts: int | None = None
-    train_frequency: int | None = None
-    gradient_steps: int | None = None
-    target_update_interval: int | None = None
-    tau: float | None = None
-    n_step: int | None = None
     skip_non_finite_updates: bool = False
     max_env_restarts: int = 0
+    schedule: dict[str, Any] = field(default_factory=dict)
 
     def schedule_settings(self) -> dict[str, Any]:
         """The schedule settings given (not None), as Trainer keyword arguments."""
-        names = {f.name for kind in (Schedule, ReplaySchedule) for f in dataclasses.fields(kind)}
-        return {name: value for name in names if (value := getattr(self, name)) is not None}
+        return {name: value for name, value in self.schedule.items() if value is not None}
 
     def failure_settings(self) -> dict[str, Any]:
         """What the Trainer does about non-finite updates and failed envs, as keyword arguments."""
         return {"skip_non_finite_updates": self.skip_non_finite_updates, "max_env_restarts": self.max_env_restarts}
 
 
+# The trainer section's own settings (the schedule's come from rl_agents.core.schedules).
+_TRAINER_OWN = [f.name for f in dataclasses.fields(TrainerConfig) if f.name != "schedule"]
+
+
+def trainer_setting_types() -> dict[str, Any]:
+    """Every key of the ``trainer:`` section with its type; a schedule setting may also be None
+    (null: take the acting agent's suggestion)."""
+    own = typing.get_type_hints(TrainerConfig)
+    types_ = {name: own[name] for name in _TRAINER_OWN}
+    for kind in SCHEDULE_KINDS:
+        for name, hint in typing.get_type_hints(kind).items():
+            types_.setdefault(name, hint | None)
+    return types_
+
+
 @dataclass
 class DistributedConfig:
-    """Distributed rollouts on Ray (``rl_agents.distributed``): ``workers`` Ray actors, each stepping
+    """Distributed rollouts on Ray (``rl_agents.training.distributed``): ``workers`` Ray actors, each stepping
     ``trainer.num_envs`` envs, feed one learner; 0 trains in this process. ``ray_address`` joins an
     existing Ray cluster (``auto``, ``ray://host:10001``); null starts a local Ray instance.
     ``max_worker_restarts`` worker failures in all are survived before training stops."""
@@ -137,7 +142,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     top = {
         key: _check_type(f"{source}: {key}", raw[key], hints[key]) for key in TOP_LEVEL_KEYS if key in raw and key not in SECTIONS
     }
-    sections = {key: _dataclass_from_dict(kind, raw.get(key) or {}, f"{source}: {key}") for key, kind in SECTIONS.items()}
+    sections = {
+        "trainer": _trainer_from_dict(raw.get("trainer") or {}, f"{source}: trainer"),
+        "distributed": _dataclass_from_dict(DistributedConfig, raw.get("distributed") or {}, f"{source}: distributed"),
+    }
     options = {name: _agent_options(name, raw.get(name) or {}, source) for name in agent_names}
     config = RunConfig(**top, **sections, agent_options=options)
     if config.steps < 1:
@@ -150,7 +158,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
     out: dict[str, Any] = {key: getattr(config, key) for key in TOP_LEVEL_KEYS if key not in SECTIONS}
-    out["trainer"] = dataclasses.asdict(config.trainer)
+    trainer = config.trainer
+    out["trainer"] = {name: getattr(trainer, name) for name in _TRAINER_OWN[:3]}
+    out["trainer"].update({name: trainer.schedule.get(name) for name in schedule_fields()})
+    out["trainer"].update({name: getattr(trainer, name) for name in _TRAINER_OWN[3:]})
     if config.distributed != DistributedConfig():  # single-process runs' config files stay as they were
         out["distributed"] = dataclasses.asdict(config.distributed)
     for name in config.agent_names:
@@ -207,7 +218,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def preset_path(env_id: str, agent: str | None = None) -> Path | None:
     """The shipped preset for ``env_id``: ``<env>.<agent>.yaml`` when ``agent`` has one, else ``<env>.yaml``."""
-    folder = resources.files("rl_agents") / "presets"
+    folder = resources.files("rl_agents.config") / "presets"
     base = env_id.replace("/", "_")
     for name in ([f"{base}.{agent}.yaml"] if agent else []) + [f"{base}.yaml"]:
         candidate = folder / name
@@ -218,7 +229,7 @@ def preset_path(env_id: str, agent: str | None = None) -> Path | None:
 
 def list_presets() -> list[str]:
     """Preset names: ``<env>`` or ``<env>.<agent>``."""
-    folder = resources.files("rl_agents") / "presets"
+    folder = resources.files("rl_agents.config") / "presets"
     return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
@@ -237,21 +248,38 @@ def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
     return raw
 
 
+# ValueErrors that already are messages for the user; any other ValueError raised while building a
+# trainer from a validated config is a value the Trainer refused (e.g. Adam and a negative lr).
+USER_VALUE_ERRORS = (ConfigError, CompositionError, EnvCreationError)
+
+
+@contextmanager
+def translated_build_errors(on_error: Callable[[], None] | None = None) -> Iterator[None]:
+    """Building a trainer from a validated config: a value the Trainer or torch refused becomes a
+    ConfigError (e.g. device 'cuda' without CUDA, Adam refusing an lr, a setting too large for memory);
+    ``on_error`` (closing envs built for it) runs first."""
+    try:
+        yield
+    except BaseException as error:
+        if on_error is not None:
+            on_error()
+        if isinstance(error, ValueError) and not isinstance(error, USER_VALUE_ERRORS):
+            raise ConfigError(str(error)) from error
+        if is_out_of_memory(error):  # e.g. trainer.num_steps: 1e15
+            raise ConfigError(f"not enough memory for this configuration ({error})") from error
+        raise
+
+
 def build_agents(config: RunConfig) -> list[Agent]:
     agents = []
     for name in config.agent_names:
         try:
             agents.append(AGENTS[name](**config.agent_options.get(name, {})))
         except ValueError as error:  # the agent refused an option's value
-            if isinstance(error, _USER_VALUE_ERRORS):
+            if isinstance(error, USER_VALUE_ERRORS):
                 raise
             raise ConfigError(f"{name}: {error}") from error
     return agents
-
-
-# ValueErrors that already are messages for the user; any other ValueError raised while building a
-# trainer from a validated config is a value the Trainer refused (e.g. Adam and a negative lr).
-_USER_VALUE_ERRORS = (ConfigError, CompositionError, EnvCreationError)
 
 
 def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
@@ -260,61 +288,6 @@ def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
         return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
     except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
         raise EnvCreationError(f"environment {config.env!r}: {error}") from error
-
-
-def make_trainer(
-    config: RunConfig,
-    loggers: list | tuple = (),
-    *,
-    envs: gym.vector.VectorEnv | None = None,
-    trainer_cls: type[Trainer] = Trainer,
-) -> Trainer:
-    """The environments (unless ``envs`` are given), agents and Trainer a config describes.
-
-    With ``distributed.workers`` > 0 and no ``envs`` it is a ``rl_agents.distributed.DistributedTrainer``
-    whose workers each build the config's envs and agents (Ray starts on the first ``train``)."""
-    agents = build_agents(config)  # before the envs: nothing to close when an option is refused
-    distributed = config.distributed.workers > 0 and envs is None
-    own_envs = envs is None and not distributed
-    if own_envs:
-        envs = make_config_envs(config)
-    settings: dict[str, Any] = dict(
-        seed=config.seed,
-        device=config.device,
-        total_steps=config.steps,
-        loggers=loggers,
-        log_interval=config.trainer.log_interval,
-        **config.trainer.schedule_settings(),
-    )
-    try:
-        if distributed:
-            trainer: Trainer = _distributed_trainer(config, settings)
-        else:
-            trainer = trainer_cls(envs, agents, **settings, **config.trainer.failure_settings())
-    except BaseException as error:
-        if own_envs:
-            envs.close()  # async envs are processes
-        if isinstance(error, ValueError) and not isinstance(error, _USER_VALUE_ERRORS):
-            raise ConfigError(str(error)) from error  # e.g. device 'cuda' without CUDA, Adam refusing an lr
-        if is_out_of_memory(error):  # e.g. trainer.num_steps: 1e15
-            raise ConfigError(f"not enough memory for this configuration ({error})") from error
-        raise
-    trainer.run_config = config_to_dict(config)
-    return trainer
-
-
-def _distributed_trainer(config: RunConfig, settings: dict[str, Any]) -> Trainer:
-    from rl_agents.distributed import DistributedTrainer
-
-    return DistributedTrainer(
-        functools.partial(make_config_envs, config),
-        functools.partial(build_agents, config),
-        workers=config.distributed.workers,
-        ray_address=config.distributed.ray_address,
-        max_worker_restarts=config.distributed.max_worker_restarts,
-        skip_non_finite_updates=config.trainer.skip_non_finite_updates,
-        **settings,
-    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -338,6 +311,22 @@ def _agent_options(name: str, options: Any, source: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: unknown option {_show(key)}{_did_you_mean(key, parameters)}")
         checked[key] = _check_type(f"{where}.{key}", value, hints.get(key, Any))
     return checked
+
+
+def _trainer_from_dict(values: Any, where: str) -> TrainerConfig:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = trainer_setting_types()
+    own, schedule = {}, {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, list(hints))}")
+        checked = _check_type(f"{where}.{key}", value, hints[key])
+        if key in _TRAINER_OWN:
+            own[key] = checked
+        elif checked is not None:  # null: take the acting agent's suggestion, as if not set
+            schedule[key] = checked
+    return TrainerConfig(**own, schedule=schedule)
 
 
 def _dataclass_from_dict(cls: type, values: Any, where: str) -> Any:
@@ -419,11 +408,8 @@ MAX_NUM_ENVS = 4096  # more is a typo, not a plan: each env is an object here (a
 MAX_WORKERS = 1024  # Ray actors of one run
 MAX_SEED = 2**40 - 1  # the Trainer seeds torch with seed * 1_000_003 + crc32(agent name), which must fit in 64 bits
 DEVICES = ("cpu", "cuda")
-# Smallest value of each trainer setting (None, where allowed, takes the acting agent's suggestion).
-_TRAINER_MINIMUMS = {
-    "num_envs": 1, "log_interval": 0, "num_steps": 1, "num_epochs": 1, "num_minibatches": 1, "buffer_size": 1,
-    "batch_size": 1, "learning_starts": 0, "train_frequency": 1, "gradient_steps": 1, "target_update_interval": 1, "n_step": 1,
-}
+# Smallest value of the trainer section's own settings (the schedule's ranges are in rl_agents.core.schedules).
+_TRAINER_MINIMUMS = {"num_envs": 1, "log_interval": 0}
 
 
 def _check_ranges(config: RunConfig, source: str) -> None:
@@ -448,14 +434,14 @@ def _check_ranges(config: RunConfig, source: str) -> None:
         value = getattr(trainer, name, None)
         if value is not None and value < minimum:
             refuse(f"trainer.{name}", f">= {minimum}", value)
+    for name, value in trainer.schedule.items():
+        problem = None if value is None else setting_problem(name, value)  # None: the agent's suggestion
+        if problem is not None:
+            raise ConfigError(f"{source}: trainer.{name} {problem}, got {_show(value)}")
     if trainer.num_envs > MAX_NUM_ENVS:
         refuse("trainer.num_envs", f"at most {MAX_NUM_ENVS}", trainer.num_envs)
     if trainer.vectorization not in VECTORIZATIONS:
         refuse("trainer.vectorization", " or ".join(map(repr, VECTORIZATIONS)), trainer.vectorization)
-    if trainer.tau is not None and not 0.0 < trainer.tau <= 1.0:
-        refuse("trainer.tau", "in (0, 1]", trainer.tau)
-    if trainer.max_grad_norm is not None and not trainer.max_grad_norm > 0:
-        refuse("trainer.max_grad_norm", "> 0 (or null: no clipping)", trainer.max_grad_norm)
     _check_distributed(config, refuse)
     for agent, options in config.agent_options.items():
         for key, value in options.items():

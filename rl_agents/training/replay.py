@@ -11,10 +11,12 @@ next-step autoreset is stored, to keep the time axis regular, but never sampled.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
-from rl_agents.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+from rl_agents.core.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+from rl_agents.core.state import Apply, StateError, count, entry
 
 
 def _physical_memory() -> int:
@@ -151,12 +153,39 @@ class ReplayBuffer:
             rows[BOOTSTRAP_OBS] = self.data[NEXT_OBS][last, envs]
         return count
 
-    def state_tensors(self) -> Batch:
-        """The stored data (first ``size`` steps of the ring) for checkpoints."""
-        return {key: value[: self.size].clone() for key, value in self.data.items()}
+    def state_dict(self) -> dict[str, Any]:
+        """The ring's geometry and its stored data (the first ``size`` steps), for checkpoints."""
+        return {
+            "capacity": self.capacity,
+            "position": self.position,
+            "size": self.size,
+            "data": {key: value[: self.size].clone() for key, value in self.data.items()},
+        }
 
-    def restore(self, tensors: Batch, *, position: int, size: int) -> None:
-        """Inverse of :meth:`state_tensors` (shapes checked by the caller)."""
+    def prepare_load(self, state: Any, where: str = "replay") -> Apply:
+        """Check a :meth:`state_dict` against this buffer; returns the function that loads it."""
+        capacity, position, size = (count(state, key, where) for key in ("capacity", "position", "size"))
+        data = entry(state, "data", dict, where)
+        if capacity != self.capacity:
+            raise StateError(f"{where}: replay buffer held {capacity} steps, this trainer's holds {self.capacity}")
+        if not (size <= capacity and position < capacity):
+            raise StateError(f"{where}: replay position {position} or size {size} is out of range")
+        for key, tensor in data.items():
+            if not isinstance(tensor, torch.Tensor) or tensor.dim() < 2 or tensor.shape[0] != size or tensor.shape[1] != self.num_envs:
+                shape = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+                raise StateError(f"{where}: replay tensor {key!r} has shape {shape}, expected [{size}, {self.num_envs}, ...]")
+        if size > 0 and VALID not in data:
+            raise StateError(f"{where}: replay buffer lacks its 'valid' mask")
+
+        def apply() -> None:
+            self._restore(data, position=position, size=size)
+
+        return apply
+
+    def load_state_dict(self, state: Any) -> None:
+        self.prepare_load(state)()
+
+    def _restore(self, tensors: Batch, *, position: int, size: int) -> None:
         self.data = {}
         for key, value in tensors.items():
             stored = torch.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)

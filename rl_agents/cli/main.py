@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from rl_agents.agent import CompositionError
+from rl_agents.agents import AGENTS
 from rl_agents.config import (
     ConfigError,
     RunConfig,
@@ -25,14 +25,14 @@ from rl_agents.config import (
     list_presets,
     load_preset,
     load_yaml,
-    make_trainer,
     parse_agent_names,
     preset_path,
 )
-from rl_agents.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
+from rl_agents.core.agent import CompositionError
 from rl_agents.envs import EnvCreationError, EnvError
-from rl_agents.registry import AGENTS
-from rl_agents.trainer import NonFiniteError
+from rl_agents.training import make_trainer
+from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
+from rl_agents.training.errors import NonFiniteError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError, RayUnavailableError)
 
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(error: Exception) -> bool:
-    from rl_agents.checkpoint import CheckpointError
+    from rl_agents.checkpointing import CheckpointError
 
     return isinstance(error, USER_ERRORS + (CheckpointError, CommandError))
 
@@ -192,7 +192,7 @@ def default_run_dir(config: RunConfig) -> Path:
 
 # ---------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from rl_agents.checkpoint import latest_checkpoint, recover_checkpoints_dir
+    from rl_agents.checkpointing import latest_checkpoint, recover_checkpoints_dir
     from rl_agents.logging import CSVLogger, TensorBoardLogger
 
     console = Console(stderr=True, markup=False, emoji=False)  # paths and names are printed as they are
@@ -317,7 +317,7 @@ def _print_summary(console: Console, trainer: Any, run_dir: Path, checkpoint: Pa
 
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rl_agents.checkpoint import latest_checkpoint
+    from rl_agents.checkpointing import latest_checkpoint
     from rl_agents.envs import make_envs
     from rl_agents.evaluation import save_video
 
@@ -366,7 +366,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- describe
 def cmd_describe(args: argparse.Namespace) -> int:
-    from rl_agents.describe import describe_trainer
+    from rl_agents.cli.describe import describe_trainer
 
     config = resolve_config(args)
     config.trainer.num_envs = min(config.trainer.num_envs, 2)
@@ -399,7 +399,3 @@ def cmd_list(args: argparse.Namespace) -> int:
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,13 +13,18 @@ Batches are plain ``dict[str, Tensor]``. During preprocessing every tensor has s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Union
 
 import gymnasium as gym
 import torch
 from torch import nn
 
+from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
+
 Batch = dict[str, torch.Tensor]
+# What agents log: plain numbers, or 0-d tensors that the Learner converts with one host sync for all.
+Metric = Union[float, torch.Tensor]
+Metrics = dict[str, Metric]
 
 # Keys the Trainer itself fills from the environment loop.
 OBS = "obs"
@@ -97,55 +102,20 @@ class EnvContext:
     generator: torch.Generator = field(repr=False, compare=False, default_factory=torch.Generator)
 
 
-@dataclass
-class Schedule:
-    """On-policy update schedule an acting agent suggests; explicit Trainer settings win.
-
-    Every ``num_steps`` vector steps the rollout is preprocessed and trained on for ``num_epochs``
-    passes of ``num_minibatches`` minibatches, then discarded.
-    """
-
-    num_steps: int = 128
-    num_epochs: int = 4
-    num_minibatches: int = 4
-    max_grad_norm: float | None = 0.5
-    anneal_lr: bool = True
-
-
-@dataclass
-class ReplaySchedule:
-    """Off-policy schedule an acting agent suggests (e.g. DQN, SAC); explicit Trainer settings win.
-
-    Transitions go into a replay buffer of ``buffer_size`` transitions (over all envs). Until
-    ``learning_starts`` env steps the acting agent's ``random_act`` chooses the actions and nothing is
-    trained. Then every ``train_frequency`` vector steps the new transitions are preprocessed (e.g. an
-    exploration bonus computes their reward) and stored, and ``gradient_steps`` minibatches of
-    ``batch_size`` uniformly sampled transitions are trained on. Every ``target_update_interval``
-    gradient steps each target network moves toward its online network by ``tau`` (1: a hard copy).
-    ``n_step`` > 1 samples n-step returns.
-    """
-
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    learning_starts: int = 100
-    train_frequency: int = 1
-    gradient_steps: int = 1
-    target_update_interval: int = 1
-    tau: float = 1.0
-    n_step: int = 1
-    max_grad_norm: float | None = None
-
-
 class Agent(nn.Module):
     """Base class of every agent. Subclasses override what they need.
 
     Class attributes:
         acts: whether the agent chooses actions (exactly one agent in a composition acts).
-        default_name: the name its loss terms and metrics are logged under.
+        default_name: the name its loss terms and metrics are logged under (and in configs).
+        warmup_steps: random-action steps whose observations the agent's ``warmup`` receives.
     """
 
     acts: ClassVar[bool] = False
     default_name: ClassVar[str] = "agent"
+    # Vector-env steps of random actions this agent wants to see before training (0: none); their
+    # observations reach :meth:`warmup`. An attribute, so that an option of the same name sets it.
+    warmup_steps: int = 0
 
     def __init__(self, *, name: str | None = None, lr: float | None = None, loss_weight: float = 1.0):
         super().__init__()
@@ -171,14 +141,10 @@ class Agent(nn.Module):
         """Names of the loss terms ``loss`` returns, each with how it is computed (for ``describe``)."""
         return {}
 
-    def warmup_steps(self) -> int:
-        """Vector-env steps of random actions this agent wants to see before training (0: none)."""
-        return 0
-
     def warmup(self, next_obs: torch.Tensor) -> None:
         """Receives the ``[steps, num_envs, ...]`` observations of the random-action warm-up."""
 
-    def suggested_schedule(self) -> Schedule | ReplaySchedule | None:
+    def suggested_schedule(self) -> OnPolicySchedule | ReplaySchedule | None:
         """An acting agent suggests the schedule its published defaults assume; a ReplaySchedule
         makes the Trainer train off-policy from a replay buffer."""
         return None
@@ -210,11 +176,11 @@ class Agent(nn.Module):
         """The action sent to the environment (e.g. clipped); the stored action stays raw."""
         return outputs[ACTION]
 
-    def preprocess(self, batch: Batch) -> dict[str, float]:
+    def preprocess(self, batch: Batch) -> Metrics:
         """Add the keys in ``provides`` to a full ``[T, N, ...]`` batch. Returns metrics to log."""
         return {}
 
-    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
         """Return (loss terms to sum, metrics to log) for one minibatch of flat rows."""
         return {}, {}
 

@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from rl_agents.envs import EnvCreationError
+from rl_agents.envs.errors import EnvCreationError
 
 INSTALL_HINT = "pip install 'rl-agents[envpool]'"
 ATARI_SETTINGS = {

@@ -8,9 +8,9 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from rl_agents.agent import ReplaySchedule
-from rl_agents.composition import ENV_PROVIDER
-from rl_agents.trainer import Trainer
+from rl_agents.core.composition import ENV_PROVIDER
+from rl_agents.core.schedules import ReplaySchedule
+from rl_agents.training.trainer import Trainer
 
 
 def _schedule_text(trainer: Trainer) -> str:
@@ -32,12 +32,14 @@ def _schedule_text(trainer: Trainer) -> str:
 
 
 def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
-    composition = trainer.composition
+    composition = trainer.learner.composition
+    spaces = trainer.learner.spaces
     envs = trainer.envs
+    kind = type(envs).__name__ if envs is not None else "on Ray workers"
     header = Table.grid(padding=(0, 2))
-    header.add_row("environment", f"{config.env if config else ''}  x{trainer.num_envs} ({type(envs).__name__})")
-    header.add_row("observation space", str(envs.single_observation_space))
-    header.add_row("action space", str(envs.single_action_space))
+    header.add_row("environment", f"{config.env if config else ''}  x{trainer.num_envs} ({kind})")
+    header.add_row("observation space", str(spaces.observation_space))
+    header.add_row("action space", str(spaces.action_space))
     header.add_row("acting agent", composition.acting.name)
     header.add_row("schedule", _schedule_text(trainer))
     header.add_row("device", str(trainer.device))
@@ -73,7 +75,7 @@ def _streams_table(trainer: Trainer) -> Table:
 
 
 def _data_table(trainer: Trainer) -> Table:
-    composition = trainer.composition
+    composition = trainer.learner.composition
     table = Table(title="data: who provides each key, who needs it")
     for column in ("key", "provided by", "needed by", "stored per step"):
         table.add_column(column)
@@ -92,8 +94,8 @@ def _order_table(trainer: Trainer) -> Table:
     table = Table(title="preprocessing order (from the declarations, not the list order)")
     for column in ("#", "agent", "reads", "writes"):
         table.add_column(column)
-    for index, agent in enumerate(trainer.composition.order, start=1):
-        spec = trainer.composition.specs[agent.name]
+    for index, agent in enumerate(trainer.learner.composition.order, start=1):
+        spec = trainer.learner.composition.specs[agent.name]
         table.add_row(str(index), agent.name, ", ".join(sorted(spec.needs)) or "-", ", ".join(sorted(spec.provides)) or "-")
     return table
 
@@ -102,7 +104,7 @@ def _loss_table(trainer: Trainer) -> Table:
     table = Table(title="loss: the sum of every agent's terms x the agent's loss weight, one optimizer step")
     for column in ("agent", "term (logged as agent/loss/term)", "weight", "computed as"):
         table.add_column(column)
-    for agent in trainer.composition.order:
+    for agent in trainer.learner.composition.order:
         for term, description in agent.loss_terms().items():
             table.add_row(agent.name, term, f"{agent.loss_weight:g}", description)
     return table

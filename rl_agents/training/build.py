@@ -1,0 +1,37 @@
+"""Trainers from run configs: one process, or Ray workers when the config asks for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from rl_agents.checkpointing import CheckpointError, read_checkpoint_config, resolve_checkpoint
+from rl_agents.config.schema import RunConfig
+from rl_agents.training.distributed import DistributedTrainer
+from rl_agents.training.trainer import Trainer, run_config_of
+
+
+def trainer_class(config: RunConfig, envs: gym.vector.VectorEnv | None = None) -> type[Trainer]:
+    """DistributedTrainer when the config has workers (and no envs are given), else Trainer."""
+    return DistributedTrainer if config.distributed.workers > 0 and envs is None else Trainer
+
+
+def make_trainer(config: RunConfig, loggers: list | tuple = (), *, envs: gym.vector.VectorEnv | None = None) -> Trainer:
+    """The environments (unless ``envs`` are given), agents and trainer a config describes. With
+    ``distributed.workers`` > 0 and no ``envs`` it is a DistributedTrainer whose workers each build
+    the config's envs and agents (Ray starts on the first ``train``)."""
+    return trainer_class(config, envs).from_config(config, envs=envs, loggers=loggers)
+
+
+def load_trainer(path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()) -> Trainer:
+    """Rebuild a trainer (distributed when its run was) from a checkpoint and restore its state."""
+    directory = resolve_checkpoint(path)
+    raw = read_checkpoint_config(directory)
+    if raw is None:
+        return Trainer.load(directory, envs, device=device, loggers=loggers)  # refused there, with the reason
+    return trainer_class(run_config_of(raw, directory), envs).load(directory, envs, device=device, loggers=loggers)
+
+
+__all__ = ["CheckpointError", "load_trainer", "make_trainer", "trainer_class"]

@@ -1,0 +1,463 @@
+"""The Collector: steps the environments with the acting agent and produces batches of rollouts.
+
+The environment loop is public::
+
+    obs = collector.begin(seed)           # or envs.reset(...) in a loop of your own
+    action = collector.act(obs)
+    obs, reward, terminated, truncated, info = envs.step(action)
+    batch = collector.observe(obs, reward, terminated, truncated, info)   # a full rollout, or None
+
+``collect()`` runs that loop on the collector's own envs until a rollout is full, restarting failed
+environments while ``max_env_restarts`` allows.
+
+Gymnasium 1.x autoreset: with the default next-step mode, an env whose episode ended at step t
+returns its final observation at t and resets at t+1, ignoring the action; that step t+1 is stored but
+marked invalid and never trained on. With same-step mode the final observation comes in
+``info["final_obs"]``. Either way ``next_obs`` holds the true next observation, so truncated
+episodes bootstrap from the value of their real final state.
+
+A NaN or infinite observation or reward raises :class:`NonFiniteObservationError` naming the env
+index; an env that raises, returns observations of the wrong shape or dtype, or whose worker process
+dies raises :class:`~rl_agents.envs.EnvError` naming the env when it can be known. Nothing of the
+failed step is stored.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from rl_agents.core.agent import EXTRINSIC, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, Agent, Batch
+from rl_agents.core.state import Apply, StateError, count, entry, numbers
+from rl_agents.envs import EnvError, env_factory_of
+from rl_agents.envs.failures import close_quietly, env_failure
+from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, prepare_restore
+from rl_agents.training.episodes import EpisodeTracker
+from rl_agents.training.errors import NonFiniteObservationError
+from rl_agents.training.storage import RolloutStorage
+
+if TYPE_CHECKING:
+    from rl_agents.training.learner import Learner
+
+EXTRINSIC_REWARD = f"reward/{EXTRINSIC}"
+EnvFactory = Callable[[], gym.vector.VectorEnv]
+
+
+def require_vector_env(envs: Any) -> None:
+    if not isinstance(envs, gym.vector.VectorEnv):
+        raise TypeError(f"envs must be a gymnasium.vector.VectorEnv (use gym.make_vec), got {type(envs).__name__}")
+
+
+def _describe_non_finite(row: np.ndarray) -> str:
+    flat = np.ravel(row)
+    positions = np.flatnonzero(~np.isfinite(flat))
+    if flat.size == 1:
+        return str(flat[0])
+    shown = ", ".join(f"element {int(i)} is {flat[i]}" for i in positions[:3])
+    return shown + (f" (and {len(positions) - 3} more)" if len(positions) > 3 else "")
+
+
+def derived_seed(*entropy: int) -> int:
+    """A seed for a restart or a resumed run, derived from the run's seed and where it is."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+class Collector:
+    """Steps ``envs`` with ``acting`` and stores what the composition declared, one rollout at a time.
+
+    Args:
+        envs: a ``gymnasium.vector.VectorEnv``.
+        acting: the agent choosing the actions.
+        collected_keys: the keys stored per step (observations, flags and rewards from the env; the
+            acting agent's declared act outputs).
+        rollout_steps: vector steps per batch.
+        random_steps: env steps during which ``acting.random_act`` chooses (a replay schedule's
+            ``learning_starts``; 0 for on-policy).
+        store_next_obs: store ``next_obs`` even when no agent reads it (a replay buffer bootstraps from it).
+        seed: seeds resets after restarts and resumes.
+        max_env_restarts: how many times :meth:`collect` may restart failed environments over this
+            collector's life; ``env_factory`` rebuilds them (default: the recipe ``make_envs`` kept).
+    """
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        acting: Agent,
+        *,
+        collected_keys: frozenset[str],
+        rollout_steps: int,
+        random_steps: int,
+        store_next_obs: bool,
+        device: torch.device,
+        seed: int,
+        max_env_restarts: int = 0,
+        env_factory: EnvFactory | None = None,
+    ):
+        require_vector_env(envs)
+        if isinstance(max_env_restarts, bool) or not isinstance(max_env_restarts, int) or max_env_restarts < 0:
+            raise ValueError(f"max_env_restarts must be a whole number >= 0, got {max_env_restarts!r}")
+        if env_factory is not None and not callable(env_factory):
+            raise TypeError(f"env_factory must be a callable returning a vector env, got {type(env_factory).__name__}")
+        self.autoreset_mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset mode {self.autoreset_mode} is not supported; use NEXT_STEP or SAME_STEP")
+        self.envs = envs
+        self.env_factory = env_factory if env_factory is not None else env_factory_of(envs)
+        self.max_env_restarts = max_env_restarts
+        self.num_env_restarts = 0  # this collector's life (not saved: a resumed run may restart as often again)
+        self.acting = acting
+        self.num_envs = envs.num_envs
+        self.device = device
+        self.seed = seed
+        self.rollout_steps = rollout_steps
+        self.random_steps = random_steps
+        self.stored_act_outputs = collected_keys & acting.data_spec().act_outputs
+        self.total_steps: int | None = None  # for the acting agent's set_progress
+        self.global_step = 0
+        self.step_in_rollout = 0
+        self.acted = False
+        self.reset_pending = np.zeros(self.num_envs, dtype=bool)
+        self.episodes = EpisodeTracker(self.num_envs)
+        # The observation the env loop continues from (saved with the envs' state in checkpoints), and
+        # the one begin() continues from after a load restored the envs instead of resetting them.
+        self.last_obs: Any = None
+        self.resume_obs: Any = None
+        self.storage = self._build_storage(collected_keys, store_next_obs)
+        self._obs_batch_shape = (self.num_envs, *envs.single_observation_space.shape)
+        self._obs_dtype_accepted = self._obs_np_dtype
+
+    @classmethod
+    def for_learner(cls, envs: gym.vector.VectorEnv, learner: Learner, **options: Any) -> Collector:
+        """The collector feeding ``learner``: its acting agent, collected keys and rollout length."""
+        return cls(
+            envs,
+            learner.acting,
+            collected_keys=learner.composition.collected_keys,
+            rollout_steps=learner.rollout_steps,
+            random_steps=learner.random_steps,
+            store_next_obs=learner.off_policy,  # the replay buffer bootstraps from it
+            device=learner.device,
+            **options,
+        )
+
+    def _build_storage(self, keys: frozenset[str], store_next_obs: bool) -> RolloutStorage:
+        storage = RolloutStorage(self.rollout_steps, self.num_envs, self.device)
+        obs_space = self.envs.single_observation_space
+        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        self._obs_np_dtype = np.dtype(np.uint8) if obs_dtype == torch.uint8 else np.dtype(np.float32)
+        storage.allocate_host(OBS, tuple(obs_space.shape), obs_dtype)
+        if NEXT_OBS in keys or store_next_obs:
+            storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), obs_dtype)
+        for key in (TERMINATED, TRUNCATED, VALID):
+            storage.allocate_host(key, (), torch.bool)
+        storage.allocate_host(EXTRINSIC_REWARD, (), torch.float32)
+        return storage
+
+    @property
+    def at_boundary(self) -> bool:
+        """No partly collected rollout and no act() waiting for its observe(): a checkpoint may be saved."""
+        return self.step_in_rollout == 0 and not self.acted
+
+    # ------------------------------------------------------------------ the environment loop
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Choose actions for a batch of observations and remember what the agents need of them."""
+        obs = self._check_observations(obs, "passed to act")
+        step = self.step_in_rollout
+        self.storage.write_host(step, OBS, obs)
+        obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
+        self.acting.set_progress(self.global_step, self.total_steps)
+        with torch.inference_mode():
+            if self.global_step < self.random_steps:
+                outputs = {key: value.to(self.device) for key, value in self.acting.random_act(self.num_envs).items()}
+            else:
+                outputs = self.acting.act(obs_tensor)
+            env_action = self.acting.env_action(outputs)
+        self.storage.write_device(step, {k: v for k, v in outputs.items() if k in self.stored_act_outputs})
+        self.acted = True
+        return env_action.cpu().numpy()
+
+    def observe(
+        self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]
+    ) -> Batch | None:
+        """Store the outcome of ``envs.step``; returns the rollout when it is full, else None.
+
+        Raises :class:`~rl_agents.envs.EnvError` (observations, rewards or flags of the wrong shape,
+        observations of a dtype that cannot be stored) or :class:`NonFiniteObservationError` (a NaN or
+        infinite observation or reward) before storing anything: go on with :meth:`restart_envs`."""
+        if not self.acted:
+            raise RuntimeError("observe() was called without a preceding act(); call trainer.act(obs) before envs.step")
+        next_obs = self._check_observations(next_obs, "returned by step")
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        reward = np.asarray(reward, dtype=np.float32)
+        expected = (self.num_envs,)
+        if reward.shape != expected or terminated.shape != expected or truncated.shape != expected:
+            raise EnvError(
+                f"the vector env returned rewards, terminated and truncated of shapes {reward.shape}, "
+                f"{terminated.shape} and {truncated.shape}; expected {expected} each"
+            )
+        if not math.isfinite(reward.sum()):  # one cheap reduction; NaN and inf propagate through it
+            self._raise_if_non_finite(reward, "reward", "returned by step")
+        done = terminated | truncated
+        true_next_obs = self._true_next_obs(next_obs, done, info) if NEXT_OBS in self.storage.host else None
+        self.acted = False
+        step = self.step_in_rollout
+        valid = ~self.reset_pending
+        write = self.storage.write_host
+        write(step, VALID, valid)
+        write(step, TERMINATED, terminated & valid)
+        write(step, TRUNCATED, truncated & valid)
+        write(step, EXTRINSIC_REWARD, np.where(valid, reward, 0.0))
+        if true_next_obs is not None:
+            write(step, NEXT_OBS, true_next_obs)
+        self.episodes.track(reward, done, valid, info, end_step=self.global_step + self.num_envs)
+        self.reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
+        self.last_obs = next_obs
+        self.step_in_rollout += 1
+        self.global_step += self.num_envs
+        if self.step_in_rollout < self.rollout_steps:
+            return None
+        self.step_in_rollout = 0
+        return self.storage.batch()
+
+    def begin(self, seed: int | None = None) -> Any:
+        """Start collecting on the own envs; returns the first observation.
+
+        Right after a load restored the envs' state (and ``seed`` is None) the saved episodes continue
+        from the saved observation. Otherwise the envs are seeded (``seed``, else the collector's seed,
+        or one derived from it and the step when resuming, so that a resumed run does not replay the
+        initial states of the run it continues) and reset, and every env starts a new episode."""
+        if self.resume_obs is not None and seed is None:
+            self.last_obs, self.resume_obs = self.resume_obs, None
+            return self.last_obs
+        self.resume_obs = None
+        if seed is None:
+            seed = self.seed if self.global_step == 0 else derived_seed(self.seed, self.global_step)
+        obs, _ = self.envs.reset(seed=seed)
+        self.reset_pending[:] = False
+        self.episodes.restart_all()
+        self.last_obs = obs
+        return obs
+
+    def collect(self) -> Batch:
+        """Step the own envs from the last observation until the rollout is full; return it.
+
+        An EnvError restarts the environments while ``max_env_restarts`` allows (the partly collected
+        rollout is dropped); past that it is raised with the collector at an update boundary."""
+        if self.last_obs is None:
+            raise RuntimeError("collect() needs a first observation: call begin() first")
+        while True:
+            try:
+                action = self.act(self.last_obs)
+                step = self._step_envs(action)
+                batch = self.observe(*step)
+            except EnvError as error:
+                self._recover(error)
+                continue
+            if batch is not None:
+                return batch
+
+    def random_observations(self, steps: int, seed: int) -> torch.Tensor:
+        """``[steps, num_envs, ...]`` next observations of seeded uniformly random actions (for the
+        agents' warm-up). Not counted in ``global_step``; collection starts from a reset afterwards."""
+        self.envs.reset(seed=seed)
+        self.envs.action_space.seed(seed)
+        observations = []
+        for _ in range(steps):
+            next_obs, *_ = self.envs.step(self.envs.action_space.sample())
+            observations.append(torch.as_tensor(np.asarray(next_obs), device=self.device))
+        return torch.stack(observations)
+
+    # ------------------------------------------------------------------ checks
+    def _true_next_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        if self.autoreset_mode != AutoresetMode.SAME_STEP or not done.any():
+            return np.asarray(next_obs)
+        patched = np.array(next_obs, copy=True)
+        final_mask = info.get("_final_obs", done)
+        for index in np.flatnonzero(final_mask):
+            patched[index] = info["final_obs"][index]
+        if patched.dtype.kind == "f" and not math.isfinite(patched.sum()):
+            self._raise_if_non_finite(patched, "final observation", "in info['final_obs']")
+        return patched
+
+    def _check_observations(self, obs: Any, source: str) -> np.ndarray:
+        """``obs`` as an array, after cheap checks of its shape, dtype and (float data) finiteness."""
+        obs = np.asarray(obs)
+        if obs.shape != self._obs_batch_shape:
+            raise EnvError(
+                f"observations {source} have shape {obs.shape}; expected {self._obs_batch_shape} "
+                f"({self.num_envs} envs x the observation space's shape {self._obs_batch_shape[1:]})"
+            )
+        if obs.dtype != self._obs_dtype_accepted:
+            if not np.can_cast(obs.dtype, self._obs_np_dtype, "same_kind"):
+                raise EnvError(
+                    f"observations {source} have dtype {obs.dtype}, which cannot be stored as {self._obs_np_dtype} "
+                    f"(the observation space's dtype is {self.envs.single_observation_space.dtype})"
+                )
+            self._obs_dtype_accepted = obs.dtype
+        if obs.dtype.kind == "f" and not math.isfinite(obs.sum()):  # uint8 images are never checked
+            self._raise_if_non_finite(obs, "observation", source)
+        return obs
+
+    def _raise_if_non_finite(self, values: np.ndarray, what: str, source: str) -> None:
+        """NonFiniteObservationError naming the envs whose row of ``values`` holds NaN or inf (a
+        finite sum that overflowed raises nothing)."""
+        rows = values.reshape(len(values), -1)
+        indices = np.flatnonzero(~np.isfinite(rows).all(axis=1)).tolist()
+        if not indices:
+            return
+        if len(indices) == 1:
+            details = _describe_non_finite(values[indices[0]])
+        else:
+            details = "; ".join(f"env {index}: {_describe_non_finite(values[index])}" for index in indices[:4])
+        envs = "env" + ("s " if len(indices) > 1 else " ") + ", ".join(map(str, indices))
+        message = f"non-finite {what} of {envs} {source} at global step {self.global_step}: {details}"
+        raise NonFiniteObservationError(message, indices)
+
+    # ------------------------------------------------------------------ failures
+    def _step_envs(self, action: np.ndarray) -> tuple:
+        """``envs.step`` whose failures become an EnvError naming the env when it can be known."""
+        try:
+            return self.envs.step(action)
+        except EnvError:
+            raise
+        except Exception as error:
+            raise env_failure(self.envs, error, "step") from error
+
+    def discard_partial_rollout(self) -> None:
+        """Back to an update boundary: the steps stored since the last batch are dropped."""
+        self.step_in_rollout = 0
+        self.acted = False
+
+    def restart_envs(self, seed: int | None = None) -> np.ndarray:
+        """Start the environments afresh after a failure; returns their first observations.
+
+        Builds new envs with ``env_factory`` and closes the old ones (quietly: they may be broken),
+        or, without a factory, resets the existing ones. The partly collected rollout is discarded:
+        it is never trained on, while its steps stay counted in ``global_step`` and the episodes it
+        finished in the episode statistics. Every env starts a new episode. ``collect`` calls this on
+        an EnvError while ``max_env_restarts`` allows; a hand-written loop may call it too and go on
+        with ``act(obs)``. ``seed`` defaults to one derived from the seed, the step and the number of
+        restarts. Raises EnvError if the envs cannot be started.
+        """
+        self.discard_partial_rollout()
+        self.num_env_restarts += 1
+        if self.env_factory is not None:
+            close_quietly(self.envs)
+            try:
+                envs = self.env_factory()
+            except Exception as error:
+                raise EnvError(f"could not rebuild the environments: {type(error).__name__}: {error}") from error
+            if (
+                envs.num_envs != self.num_envs
+                or envs.single_observation_space != self.envs.single_observation_space
+                or envs.single_action_space != self.envs.single_action_space
+            ):
+                raise ValueError("env_factory built envs whose number or spaces differ from the trainer's envs")
+            self.envs = envs
+        if seed is None:
+            seed = derived_seed(self.seed, self.global_step, self.num_env_restarts)
+        try:
+            obs, _ = self.envs.reset(seed=seed)
+        except EnvError:
+            raise
+        except Exception as error:
+            raise env_failure(self.envs, error, "reset") from error
+        self.reset_pending[:] = False
+        self.episodes.restart_all()
+        self.last_obs = obs
+        return obs
+
+    def _recover(self, error: EnvError) -> None:
+        """Restart the envs while ``max_env_restarts`` allows; else raise ``error`` at an update
+        boundary, with no observation to continue from."""
+        while self.num_env_restarts < self.max_env_restarts:
+            warnings.warn(
+                f"{error}; restarting the environments (restart {self.num_env_restarts + 1} of at most {self.max_env_restarts})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            try:
+                self.restart_envs()
+                return
+            except EnvError as again:
+                error = again
+        self.discard_partial_rollout()
+        self.last_obs = None  # the envs failed: there is no observation to continue from
+        raise error
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, episode statistics, the per-env autoreset flags, and the envs' own state with the
+        last observation (``{"captured": false, "reason": ...}`` where they cannot be captured, e.g. an
+        AsyncVectorEnv; None before the first step). Only at an update boundary."""
+        return {
+            "global_step": self.global_step,
+            "episodes": self.episodes.state_dict(),
+            "reset_pending": [bool(x) for x in self.reset_pending],
+            "envs": self._capture_envs(),
+        }
+
+    def _capture_envs(self) -> dict[str, Any] | None:
+        if self.last_obs is None:
+            return None
+        try:
+            tensors, env_state = capture_env_state(self.envs, self.last_obs)
+        except EnvStateUnsupported as error:
+            reason = " ".join(str(error).split())
+            warnings.warn(
+                f"the environments' state cannot be saved in checkpoints ({reason}); "
+                "a run resumed from them re-seeds and resets its environments",
+                stacklevel=4,
+            )
+            return {"captured": False, "reason": reason}
+        return {"captured": True, "state": env_state, "tensors": tensors}
+
+    def prepare_load(self, state: Any, where: str = "collector") -> Apply:
+        """Check a :meth:`state_dict`; the returned function applies it. When it holds the envs' state
+        that fits these envs, they are restored and :meth:`begin` continues their episodes; otherwise
+        (a warning says why) :meth:`begin` re-seeds and resets them."""
+        global_step = count(state, "global_step", where)
+        apply_episodes = self.episodes.prepare_load(entry(state, "episodes", dict, where), f"{where}.episodes")
+        pending = numbers(state, "reset_pending", bool, self.num_envs, where, f"one bool per env ({self.num_envs})")
+        restore_envs, env_warning = self._prepare_env_restore(entry(state, "envs", (dict, type(None)), where), where)
+
+        def apply() -> None:
+            apply_episodes()
+            self.global_step = global_step
+            self.reset_pending = np.asarray(pending, dtype=bool)
+            self.discard_partial_rollout()
+            self.last_obs = self.resume_obs = None
+            warning = env_warning
+            if restore_envs is not None:
+                try:
+                    self.last_obs = self.resume_obs = restore_envs()
+                except Exception as error:  # noqa: BLE001 (checked beforehand; begin() resets half-restored envs)
+                    warning = f"the environments' state could not be restored ({type(error).__name__}: {' '.join(str(error).split())})"
+            if warning is not None:
+                warnings.warn(f"{warning}; training re-seeds and resets the environments", stacklevel=4)
+
+        return apply
+
+    def _prepare_env_restore(self, saved: dict[str, Any] | None, where: str) -> tuple[Callable[[], Any] | None, str | None]:
+        """(a function restoring the envs and returning the saved observation, or None; a warning or None)."""
+        if saved is None:  # saved before any step
+            return None, None
+        if not isinstance(saved.get("captured"), bool):
+            raise StateError(f"{where}.envs must be an object with a boolean 'captured'")
+        if not saved["captured"]:
+            return None, f"the environments' state could not be saved ({saved.get('reason', 'no reason recorded')})"
+        tensors = saved.get("tensors", {})
+        if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            raise StateError(f"{where}.envs.tensors must map names to tensors")
+        try:
+            return prepare_restore(self.envs, tensors, saved.get("state")), None
+        except EnvStateMismatch as error:
+            return None, f"the saved environment state does not fit these environments ({' '.join(str(error).split())})"

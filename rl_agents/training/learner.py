@@ -1,0 +1,332 @@
+"""The Learner: owns the composition and turns batches into parameter updates.
+
+It binds the agents to the environment's spaces, checks that they fit together, resolves the
+schedule, and owns the optimizer, the random generator of action sampling and minibatch order, the
+replay buffer (off-policy) and the target networks. :meth:`Learner.update` takes one collected batch
+``[rollout_steps, num_envs, ...]``: every agent's preprocessing in dependency order, then the summed
+loss over minibatches (of the rollout on-policy; sampled from the replay buffer, which the batch joins
+first, off-policy).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from rl_agents.core.agent import NEXT_OBS, REPLAY_KEYS, TERMINATED, TRUNCATED, VALID, Agent, Batch, CompositionError, EnvContext
+from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
+from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule, Schedule, check_schedule, rollout_steps, schedule_fields
+from rl_agents.core.state import Apply, StateError, count, entry, numbers, prepare_module_load
+from rl_agents.training.optimization import SummedLossStep, build_optimizer, subnormals_flushed
+from rl_agents.training.optimizer_state import optimizer_state_dict, prepare_optimizer_load
+from rl_agents.training.replay import ReplayBuffer
+
+GENERATOR_DTYPE = torch.uint8
+
+
+@dataclass(frozen=True)
+class EnvSpaces:
+    """What the Learner needs of the environments: one env's spaces and how many envs feed a batch."""
+
+    observation_space: gym.Space
+    action_space: gym.Space
+    num_envs: int
+
+    @classmethod
+    def of(cls, envs: gym.vector.VectorEnv, num_envs: int | None = None) -> EnvSpaces:
+        return cls(envs.single_observation_space, envs.single_action_space, envs.num_envs if num_envs is None else num_envs)
+
+
+def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
+    """Bounds of ``parts`` nearly equal, non-empty slices (like torch.tensor_split)."""
+    edges = [length * index // parts for index in range(parts + 1)]
+    return [(start, stop) for start, stop in zip(edges, edges[1:]) if stop > start]
+
+
+def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
+    prefix = agent_name + "/"
+    return {key[len(prefix):]: value for key, value in logged.items() if key.startswith(prefix)}
+
+
+def _mean_of(sums: dict[str, float], count_: int) -> dict[str, float]:
+    return {key: value / max(count_, 1) for key, value in sums.items()}
+
+
+class Learner:
+    """Args:
+    spaces: the environments' spaces and number of envs.
+    agents: exactly one acting agent plus any number of others.
+    seed: seeds network initialization (per agent, from its name) and the generator.
+    device: where the networks and batches live.
+    skip_non_finite_updates: skip a minibatch step whose loss or gradient is not finite (with a
+        warning) instead of raising NonFiniteLossError.
+    **schedule: settings of the acting agent's schedule; ``None`` values take its suggestion.
+    """
+
+    def __init__(
+        self, spaces: EnvSpaces, agents: list[Agent], *, seed: int, device: torch.device, skip_non_finite_updates: bool = False, **schedule: Any
+    ):
+        self.spaces = spaces
+        self.num_envs = spaces.num_envs
+        self.agents = list(agents)
+        self.seed = seed
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.acting = find_acting_agent(self.agents)
+        self.streams = collect_streams(self.agents)
+        self._bind_agents()
+        self.schedule: Schedule = self._resolve_schedule(schedule)
+        self.off_policy = isinstance(self.schedule, ReplaySchedule)
+        extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
+        self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
+        self.optimizer = build_optimizer(self.agents)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.replay = self._build_replay()
+        self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
+        self._target_tensors: list[tuple[list[torch.Tensor], ...]] | None = None
+        self.step = SummedLossStep(self.composition.order, self.optimizer, self.schedule, device, skip_non_finite_updates)
+        self.num_updates = 0
+        self.total_gradient_steps = 0  # replay minibatch steps over the run (target updates count them)
+
+    # ------------------------------------------------------------------ construction
+    def _bind_agents(self) -> None:
+        for agent in sorted(self.agents, key=lambda a: a.name):
+            ctx = EnvContext(
+                observation_space=self.spaces.observation_space,
+                action_space=self.spaces.action_space,
+                num_envs=self.num_envs,
+                device=self.device,
+                streams=self.streams,
+                generator=self.generator,
+            )
+            # Each agent's initialization depends on the seed and its own name only, never on the
+            # other agents or the list order, and leaves the global RNG untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(agent.name.encode()))
+                agent.bind(ctx)
+            agent.to(self.device)
+
+    def _resolve_schedule(self, overrides: dict[str, Any]) -> Schedule:
+        schedule = self.acting.suggested_schedule() or OnPolicySchedule()
+        names = {item.name for item in fields(schedule)}
+        every_name = schedule_fields()
+        for key, value in overrides.items():
+            if key not in every_name:
+                raise TypeError(f"Trainer got an unexpected keyword argument {key!r}")
+            if value is None:
+                continue
+            if key not in names:
+                how = "off-policy from a replay buffer" if isinstance(schedule, ReplaySchedule) else "on-policy from rollouts"
+                raise CompositionError(
+                    f"{key!r} does not apply: agent {self.acting.name!r} trains {how}, whose settings are {', '.join(sorted(names))}"
+                )
+            setattr(schedule, key, value)
+        check_schedule(schedule)
+        return schedule
+
+    def _build_replay(self) -> ReplayBuffer | None:
+        if not isinstance(self.schedule, ReplaySchedule):
+            return None
+        return ReplayBuffer(max(self.schedule.buffer_size // self.num_envs, 1), self.num_envs, self.device)
+
+    @property
+    def rollout_steps(self) -> int:
+        """Vector steps per batch: the rollout length, or the replay schedule's train frequency."""
+        return rollout_steps(self.schedule)
+
+    @property
+    def random_steps(self) -> int:
+        """Env steps at the start during which the acting agent acts at random (replay schedules)."""
+        return self.schedule.learning_starts if isinstance(self.schedule, ReplaySchedule) else 0
+
+    @property
+    def skipped_updates(self) -> int:
+        return self.step.skipped
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: Batch, *, global_step: int, total_steps: int | None) -> dict[str, float]:
+        """Preprocess ``batch`` in dependency order, then optimize every agent's summed loss; returns
+        this update's metrics. ``global_step`` (env steps so far) and ``total_steps`` drive
+        ``learning_starts`` and learning-rate annealing."""
+        metrics: dict[str, float] = {}
+        for agent in self.composition.order:
+            for key, value in agent.preprocess(batch).items():
+                metrics[f"{agent.name}/{key}"] = float(value)
+        where = f"update {self.num_updates + 1}, step {global_step}"
+        if self.replay is None:
+            self._set_learning_rate(total_steps)
+            with subnormals_flushed():
+                metrics.update(self._optimize_rollout(batch, where))
+        else:
+            self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
+            with subnormals_flushed():
+                metrics.update(self._optimize_replay(global_step, where))
+        for agent in self.agents:
+            agent.after_update()
+        self.num_updates += 1
+        return metrics
+
+    @property
+    def _replay_keys(self) -> frozenset[str]:
+        return self.composition.used_keys | {NEXT_OBS, VALID, TERMINATED, TRUNCATED} | {stream.key for stream in self.streams}
+
+    def _set_learning_rate(self, total_steps: int | None) -> None:
+        schedule = self.schedule
+        if not isinstance(schedule, OnPolicySchedule) or not schedule.anneal_lr or not total_steps:
+            return
+        updates_total = max(total_steps // (schedule.num_steps * self.num_envs), 1)
+        fraction = max(1.0 - self.num_updates / updates_total, 0.0)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = fraction * base
+
+    def _optimize_rollout(self, batch: Batch, where: str) -> dict[str, float]:
+        """Epochs x minibatches over the valid rows; returns the mean of every logged value."""
+        schedule = self.schedule
+        assert isinstance(schedule, OnPolicySchedule)
+        used = self.composition.used_keys | {VALID}
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
+        valid_rows = flat[VALID].nonzero().squeeze(1)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(schedule.num_epochs):
+            order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
+            # One gather per key and epoch; the minibatches are then contiguous slices (views).
+            shuffled = {key: value[order] for key, value in flat.items()}
+            last: dict[str, float] = {}
+            for start, stop in _split_bounds(len(order), schedule.num_minibatches):
+                step_values = self.step({key: value[start:stop] for key, value in shuffled.items()}, where)
+                if step_values is None:  # skipped: non-finite (skip_non_finite_updates)
+                    continue
+                last = step_values
+                for key, value in last.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                steps += 1
+            if any(agent.stop_epochs(_metrics_of(agent.name, last)) for agent in self.agents):
+                break
+        return _mean_of(sums, steps)
+
+    def _optimize_replay(self, global_step: int, where: str) -> dict[str, float]:
+        """``gradient_steps`` minibatches sampled from the replay buffer, with target updates."""
+        schedule = self.schedule
+        assert isinstance(schedule, ReplaySchedule) and self.replay is not None
+        if global_step <= schedule.learning_starts:  # as SB3: train once more than learning_starts were seen
+            return {}
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(schedule.gradient_steps):
+            minibatch = self.replay.sample(schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams)
+            step_values = self.step(minibatch, where)
+            if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
+                for key, value in step_values.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                steps += 1
+            self.total_gradient_steps += 1
+            if self.total_gradient_steps % schedule.target_update_interval == 0:
+                self.update_targets(schedule.tau)
+        return {key: value / steps for key, value in sums.items()}
+
+    @torch.no_grad()
+    def update_targets(self, tau: float) -> None:
+        """Move every target network toward its online network by ``tau`` (1: copy); buffers are copied."""
+        if self._target_tensors is None:  # load_state_dict copies in place, so the tensors stay the same
+            self._target_tensors = [
+                ([*online.parameters()], [*target.parameters()], [*online.buffers()], [*target.buffers()])
+                for online, target in self._target_pairs
+            ]
+        for online_params, target_params, online_buffers, target_buffers in self._target_tensors:
+            if tau == 1.0:
+                torch._foreach_copy_(target_params, online_params)
+            else:
+                torch._foreach_lerp_(target_params, online_params, tau)
+            if online_buffers:
+                torch._foreach_copy_(target_buffers, online_buffers)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer by parameter name, the learning rates annealing starts from, the generator,
+        the counters and the replay buffer. The agents' own state is theirs (``agent.state_dict()``)."""
+        return {
+            "optimizer": optimizer_state_dict(self.agents, self.optimizer),
+            "base_lrs": [float(x) for x in self.base_lrs],
+            "generator": self.generator.get_state(),
+            "generator_device": self.device.type,
+            "num_updates": self.num_updates,
+            "total_gradient_steps": self.total_gradient_steps,
+            "replay": None if self.replay is None else self.replay.state_dict(),
+        }
+
+    def prepare_load(self, state: Any, where: str = "learner") -> tuple[Apply, str | None]:
+        """Check a :meth:`state_dict`; returns the function that applies it and a warning, if any (a
+        generator saved on another device type cannot be restored: sampling then differs)."""
+        apply_optimizer = prepare_optimizer_load(self.agents, self.optimizer, entry(state, "optimizer", dict, where), f"{where}.optimizer")
+        groups = len(self.optimizer.param_groups)
+        base_lrs = numbers(state, "base_lrs", (int, float), groups, where, f"one number per param group ({groups})")
+        num_updates = count(state, "num_updates", where)
+        gradient_steps = count(state, "total_gradient_steps", where)
+        generator_state, warning = self._check_generator(state, where)
+        apply_replay = self._prepare_replay_load(entry(state, "replay", (dict, type(None)), where), f"{where}.replay")
+
+        def apply() -> None:
+            apply_optimizer()
+            if generator_state is not None:
+                self.generator.set_state(generator_state)
+            self.base_lrs = [float(x) for x in base_lrs]
+            self.num_updates = num_updates
+            self.total_gradient_steps = gradient_steps
+            apply_replay()
+
+        return apply, warning
+
+    def _check_generator(self, state: Any, where: str) -> tuple[torch.Tensor | None, str | None]:
+        saved = entry(state, "generator", torch.Tensor, where)
+        device_type = entry(state, "generator_device", str, where)
+        if device_type != self.device.type:
+            return None, (
+                f"the random generator was saved on {device_type!r} and cannot be restored on {self.device.type!r}; "
+                "action sampling and minibatch order will differ from the original run"
+            )
+        if saved.dtype != GENERATOR_DTYPE or saved.dim() != 1:
+            raise StateError(f"{where}: generator must be a 1-d uint8 tensor, got {saved.dtype} {list(saved.shape)}")
+        try:
+            torch.Generator(device=self.device).set_state(saved)
+        except Exception as error:  # noqa: BLE001 (set_state rejects a bad state with RuntimeError or others)
+            raise StateError(f"{where}: generator is not a valid generator state ({' '.join(str(error).split())})") from None
+        return saved, None
+
+    def _prepare_replay_load(self, saved: dict[str, Any] | None, where: str) -> Apply:
+        if self.replay is None:
+            if saved is not None:
+                raise StateError(f"{where}: the checkpoint has a replay buffer, but this trainer trains on-policy")
+            return lambda: None
+        if saved is None:
+            raise StateError(f"{where}: this trainer trains from a replay buffer, but the checkpoint has none")
+        return self.replay.prepare_load(saved, where)
+
+
+def agents_state_dict(agents: list[Agent]) -> dict[str, Any]:
+    return {agent.name: agent.state_dict() for agent in agents}
+
+
+def prepare_agents_load(agents: list[Agent], state: Any, where: str = "agents") -> Apply:
+    """Check every agent's saved state (the same agents, keys, shapes and dtypes); returns the loader."""
+    if not isinstance(state, dict):
+        raise StateError(f"{where}: expected an object, got {type(state).__name__}")
+    current = {agent.name: agent for agent in agents}
+    for name in state:
+        if name not in current:
+            raise StateError(f"checkpoint has agent {name!r}, which this trainer lacks (it has {sorted(current)})")
+    for name in current:
+        if name not in state:
+            raise StateError(f"trainer agent {name!r} is not in the checkpoint (it has {sorted(state)})")
+    appliers = [prepare_module_load(agent, state[agent.name], f"agent {agent.name!r}", f"{where}/{agent.name}") for agent in agents]
+
+    def apply() -> None:
+        for load in appliers:
+            load()
+
+    return apply

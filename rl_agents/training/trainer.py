@@ -1,0 +1,427 @@
+"""The Trainer: wires one Collector (the environments and the acting agent) to one Learner (the
+composition, its optimizer and replay), and keeps the run's logging and checkpoints.
+
+The environment loop is public::
+
+    obs, info = envs.reset(seed=seed)
+    while trainer.global_step < total_steps:
+        action = trainer.act(obs)
+        obs, reward, terminated, truncated, info = envs.step(action)
+        trainer.observe(obs, reward, terminated, truncated, info)
+
+``observe`` stores the transition and, when the rollout is full, runs the update. ``train`` is the
+same loop with a progress bar, restarts of failed environments and saving on errors.
+
+Bad numbers and failing environments stop training with an error that says where (see
+:mod:`rl_agents.training.collector` and :mod:`rl_agents.training.optimization`). Nothing of the failed
+step is applied, so the trainer can still be saved; ``train(..., save_on_error=dir)`` saves it as
+``dir/last_good`` before raising.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rl_agents.checkpointing import STATE_FILE, CheckpointError, read_checkpoint, save_checkpoint, step_dir_name
+from rl_agents.config.schema import (
+    ConfigError,
+    RunConfig,
+    build_agents,
+    config_from_dict,
+    config_to_dict,
+    make_config_envs,
+    translated_build_errors,
+)
+from rl_agents.core.agent import Agent, Batch
+from rl_agents.core.state import StateError, entry
+from rl_agents.envs import EnvError
+from rl_agents.logging import Logger
+from rl_agents.training.collector import Collector, require_vector_env
+from rl_agents.training.episodes import EpisodeStats
+from rl_agents.training.errors import CollectionError, NonFiniteError
+from rl_agents.training.learner import EnvSpaces, Learner, agents_state_dict, prepare_agents_load
+from rl_agents.training.metrics import MetricsLog
+from rl_agents.training.run_record import check_same_run, prepare_run_load, run_record
+
+if TYPE_CHECKING:
+    from rl_agents.evaluation import EvaluationResult
+
+# The name under which train(..., save_on_error=dir) saves the trainer when training stops on an error.
+LAST_GOOD_CHECKPOINT = "last_good"
+
+
+class BatchSource(Protocol):
+    """What the Trainer needs of a collector: the local :class:`Collector`, or Ray workers'."""
+
+    global_step: int
+    step_in_rollout: int
+    total_steps: int | None
+
+    @property
+    def episodes(self) -> Any: ...
+    def begin(self, seed: int | None = None) -> Any: ...
+    def collect(self) -> Batch: ...
+    def random_observations(self, steps: int, seed: int) -> torch.Tensor: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def prepare_load(self, state: Any, where: str = ...) -> Callable[[], None]: ...
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False")
+    return resolved
+
+
+class Trainer:
+    """Trains a composition of agents on a Gymnasium vector environment.
+
+    Args:
+        envs: a ``gymnasium.vector.VectorEnv`` (``gym.make_vec(...)``).
+        agents: exactly one acting agent plus any number of others (e.g. ``[PPO(), RND()]``).
+        seed: seeds network initialization, action sampling and minibatch order (not global RNGs).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        total_steps: needed by learning-rate annealing and exploration schedules; ``train(total_steps)`` sets it too.
+        loggers: sinks receiving one metrics dict per update (on-policy) or per ``log_interval`` steps.
+        log_interval: env steps between logged metrics (means since the last log); ``None``: every
+            update on-policy, every 1000 steps off-policy.
+        skip_non_finite_updates: skip (no optimizer step) a minibatch whose loss or gradient is NaN or
+            infinite, with a warning, counting it in ``trainer/skipped_updates``, instead of raising.
+        max_env_restarts: how many times ``train`` may restart failed environments (see
+            :meth:`Collector.restart_envs`) before it raises; restarts are logged as ``trainer/env_restarts``.
+        env_factory: builds a fresh vector env like ``envs`` for a restart (default: ``make_envs``' recipe).
+        **schedule: settings of the acting agent's schedule (:mod:`rl_agents.core.schedules`); ``None``
+            values take its suggestion.
+    """
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        agents: list[Agent],
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        total_steps: int | None = None,
+        loggers: list[Logger] | tuple[Logger, ...] = (),
+        log_interval: int | None = None,
+        skip_non_finite_updates: bool = False,
+        max_env_restarts: int = 0,
+        env_factory: Callable[[], gym.vector.VectorEnv] | None = None,
+        **schedule: Any,
+    ):
+        require_vector_env(envs)
+        learner = Learner(
+            EnvSpaces.of(envs), agents, seed=seed, device=resolve_device(device), skip_non_finite_updates=skip_non_finite_updates, **schedule
+        )
+        collector = Collector.for_learner(envs, learner, seed=seed, max_env_restarts=max_env_restarts, env_factory=env_factory)
+        self._wire(learner, collector, total_steps=total_steps, loggers=loggers, log_interval=log_interval)
+
+    def _wire(self, learner: Learner, collector: BatchSource, *, total_steps: int | None, loggers: Any, log_interval: int | None) -> None:
+        """Connect a Learner and a collector (subclasses build their own collector, then call this)."""
+        self.learner = learner
+        self.collector = collector
+        self.seed = learner.seed
+        self.total_steps = total_steps
+        interval = (1000 if learner.off_policy else 0) if log_interval is None else log_interval
+        self.metrics_log = MetricsLog(list(loggers), interval)
+        self.run_config: dict[str, Any] | None = None  # the run config it was built from, saved in checkpoints
+
+    # ------------------------------------------------------------------ what users read
+    agents = property(lambda self: self.learner.agents, doc="The composition's agents.")
+    composition = property(lambda self: self.learner.composition, doc="Who provides and needs which keys, in which order.")
+    optimizer = property(lambda self: self.learner.optimizer, doc="The one optimizer over every agent's parameters.")
+    replay = property(lambda self: self.learner.replay, doc="The replay buffer (off-policy schedules), else None.")
+    generator = property(lambda self: self.learner.generator, doc="Drives action sampling and minibatch order.")
+    acting = property(lambda self: self.learner.acting, doc="The agent that chooses actions.")
+    schedule = property(lambda self: self.learner.schedule, doc="The resolved update schedule.")
+    device = property(lambda self: self.learner.device, doc="Where the networks live.")
+    num_envs = property(lambda self: self.learner.num_envs, doc="Envs feeding each batch.")
+    num_updates = property(lambda self: self.learner.num_updates, doc="Updates so far.")
+    envs = property(lambda self: self.collector.envs, doc="The vector env (after restarts, the new one).")
+    episodes: property = property(lambda self: self.collector.episodes.finished, doc="Finished episodes.")
+    metrics = property(lambda self: self.metrics_log.metrics, doc="The last logged metrics.")
+    loggers = property(lambda self: self.metrics_log.loggers, lambda self, value: setattr(self.metrics_log, "loggers", list(value)))
+
+    @property
+    def global_step(self) -> int:
+        """Environment steps taken (over all envs)."""
+        return self.collector.global_step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.collector.global_step = value
+
+    @property
+    def total_steps(self) -> int | None:
+        return self._total_steps
+
+    @total_steps.setter
+    def total_steps(self, value: int | None) -> None:
+        self._total_steps = self.collector.total_steps = value
+
+    def recent_return(self, window: int = 20) -> float:
+        return self.episodes.recent_return(window)
+
+    # ------------------------------------------------------------------ the environment loop
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Choose actions for a batch of observations and remember what the agents need of them."""
+        return self.collector.act(obs)
+
+    def observe(self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]) -> None:
+        """Store the outcome of ``envs.step``; update when the rollout is full (see :meth:`Collector.observe`)."""
+        batch = self.collector.observe(next_obs, reward, terminated, truncated, info)
+        if batch is not None:
+            self.learn(batch)
+
+    def restart_envs(self, seed: int | None = None) -> np.ndarray:
+        """Start the environments afresh after a failure (see :meth:`Collector.restart_envs`)."""
+        return self.collector.restart_envs(seed)
+
+    def learn(self, batch: Batch) -> dict[str, float]:
+        """Update on one collected batch (``[rollout_steps, num_envs, ...]`` tensors of every collected
+        key, on the training device) and log when due; returns the update's metrics."""
+        metrics = self.learner.update(batch, global_step=self.global_step, total_steps=self.total_steps)
+        self.metrics_log.accumulate(metrics)
+        if self.metrics_log.due(self.global_step):
+            counters = {}
+            if self.learner.step.skip_non_finite:
+                counters["trainer/skipped_updates"] = float(self.learner.skipped_updates)
+            if getattr(self.collector, "max_env_restarts", 0):
+                counters["trainer/env_restarts"] = float(self.collector.num_env_restarts)
+            learning_rate = self.learner.optimizer.param_groups[0]["lr"]
+            self.metrics_log.log(self.global_step, self.episodes, learning_rate, counters)
+        return metrics
+
+    def warmup(self, seed: int | None = None) -> int:
+        """Step the envs with seeded random actions for as long as any agent asked (``warmup_steps``)
+        and hand the observations to those agents (e.g. RND initializing its observation statistics).
+        Not counted in ``global_step``; ``train`` calls it before the first step. Returns the steps taken."""
+        wanting = [agent for agent in self.agents if agent.warmup_steps > 0]
+        if not wanting:
+            return 0
+        steps = max(agent.warmup_steps for agent in wanting)
+        observations = self.collector.random_observations(steps, self.seed if seed is None else seed)
+        for agent in wanting:
+            agent.warmup(observations[: agent.warmup_steps])
+        return steps
+
+    def train(
+        self,
+        total_steps: int,
+        *,
+        seed: int | None = None,
+        progress: bool = True,
+        quiet: bool = False,
+        on_update: Callable[[Trainer], None] | None = None,
+        stop_when: Callable[[Trainer], bool] | None = None,
+        save_on_error: str | os.PathLike | None = None,
+    ) -> Trainer:
+        """Collect and learn until ``total_steps`` environment steps were taken (rounded up to a whole rollout).
+
+        The envs are seeded and reset first, except right after ``load_state`` restored them (and
+        ``seed`` is None): then the saved episodes continue. ``progress`` shows a progress bar (plain
+        lines when not on a terminal or when ``quiet``). ``on_update`` runs whenever metrics are
+        logged; ``stop_when`` is checked then and ends training early when it returns True.
+
+        When training stops on a NaN/inf, a failed environment (past ``max_env_restarts``) or failed
+        workers, the trainer is left at an update boundary with nothing of the failed step applied.
+        With ``save_on_error`` (a checkpoints directory) it is saved there as ``last_good`` before the
+        error is raised; the error's ``checkpoint`` attribute holds the path (None if saving failed).
+        """
+        from rl_agents.progress import TrainingProgress
+
+        self.total_steps = total_steps
+        if not (getattr(self.collector, "resume_obs", None) is not None and seed is None) and self.global_step == 0:
+            self.warmup(seed=self.seed if seed is None else seed)
+        self.collector.begin(seed)
+        self.metrics_log.start(self.global_step)
+        with TrainingProgress(total_steps, enabled=progress, plain=quiet) as bar:
+            # Whole rollouts only: training ends on an update, where a checkpoint can be written.
+            while self.global_step < total_steps or self.collector.step_in_rollout != 0:
+                logs_before = self.metrics_log.num_logs
+                try:
+                    self.learn(self.collector.collect())
+                except (EnvError, NonFiniteError, CollectionError) as error:  # at an update boundary
+                    self._save_after_error(error, save_on_error)
+                    raise
+                if self.metrics_log.num_logs != logs_before:
+                    bar.update(self.global_step, self.recent_return())
+                    if on_update is not None:
+                        on_update(self)
+                    if stop_when is not None and stop_when(self):
+                        break
+            bar.update(self.global_step, self.recent_return())
+        return self
+
+    def _save_after_error(self, error: Exception, checkpoints_dir: Any) -> None:
+        """Save the trainer as ``<checkpoints_dir>/last_good`` and note the path on ``error``."""
+        if checkpoints_dir is None:
+            return
+        try:
+            error.checkpoint = self.save(checkpoints_dir, name=LAST_GOOD_CHECKPOINT)  # type: ignore[attr-defined]
+        except Exception as save_error:
+            error.checkpoint = None  # type: ignore[attr-defined]
+            error.add_note(f"saving the trainer to {checkpoints_dir} failed: {type(save_error).__name__}: {save_error}")
+
+    def evaluate(
+        self,
+        episodes: int = 10,
+        *,
+        envs: gym.vector.VectorEnv | None = None,
+        deterministic: bool = False,
+        seed: int = 12345,
+        frames: list[np.ndarray] | None = None,
+    ) -> EvaluationResult:
+        """Mean and spread of the acting agent's return over ``episodes`` fresh episodes, without
+        training or moving normalizer statistics. ``envs`` defaults to new envs from the run config;
+        ``frames`` collects env 0's renders (envs made with ``render_mode="rgb_array"``)."""
+        from rl_agents.evaluation import evaluate_agent
+
+        if envs is None:
+            if self.run_config is None:
+                raise ValueError("pass envs=... to evaluate(): this trainer was not built from a run config")
+            from rl_agents.envs import make_envs
+
+            trainer_config = self.run_config.get("trainer", {})
+            num_envs = min(trainer_config.get("num_envs", 1), episodes)
+            envs = make_envs(self.run_config["env"], num_envs, trainer_config.get("vectorization", "sync"))
+        return evaluate_agent(self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames)
+
+    # ------------------------------------------------------------------ state and checkpoints
+    def state_dict(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The whole training state as a tree of state dicts: each agent's, the learner's, the
+        collector's (with the envs'), the logging's, and what identifies the run (with ``config``,
+        default ``run_config``). Only at an update boundary (no partly filled rollout), so the
+        rollout storage is never part of it."""
+        step = self.collector.step_in_rollout
+        if step != 0 or getattr(self.collector, "acted", False):
+            raise RuntimeError(
+                f"a checkpoint can only be saved at an update boundary: the trainer is at step {step} of "
+                f"{self.learner.rollout_steps} of the current rollout"
+                + (" and act() was called without observe()" if getattr(self.collector, "acted", False) else "")
+                + "; save right after the update (e.g. from train()'s on_update callback)"
+            )
+        run = run_record(
+            seed=self.seed,
+            total_steps=self.total_steps,
+            agents=self.agents,
+            num_envs=self.num_envs,
+            autoreset_mode=self.collector.autoreset_mode,
+            schedule=self.schedule,
+            config=self.run_config if config is None else config,
+        )
+        return {
+            "run": run,
+            "agents": agents_state_dict(self.agents),
+            "learner": self.learner.state_dict(),
+            "collector": self.collector.state_dict(),
+            "metrics": self.metrics_log.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> list[str]:
+        """Restore a :meth:`state_dict` of a trainer with the same agents. Everything is checked
+        before anything changes: on StateError this trainer is untouched. Returns warnings (state
+        that could not be restored here, e.g. a generator saved on another device type)."""
+        run = entry(state, "run", dict, "state")
+        check_same_run(run, agents=self.agents, num_envs=self.num_envs, autoreset_mode=self.collector.autoreset_mode)
+        collector_state = entry(state, "collector", dict, "state")
+        appliers = [
+            prepare_agents_load(self.agents, entry(state, "agents", dict, "state")),
+            self.collector.prepare_load(collector_state),
+            prepare_run_load(run, self._set_run),
+        ]
+        apply_learner, warning = self.learner.prepare_load(entry(state, "learner", dict, "state"))
+        finished = collector_state["episodes"]["finished"]["returns"]  # checked by the collector
+        appliers += [apply_learner, self.metrics_log.prepare_load(entry(state, "metrics", dict, "state"), len(finished))]
+        for apply in appliers:
+            apply()
+        return [warning] if warning else []
+
+    def _set_run(self, seed: int, total_steps: int | None, config: dict[str, Any] | None) -> None:
+        self.seed, self.total_steps = seed, total_steps
+        if config is not None and self.run_config is None:
+            self.run_config = config
+
+    def save(self, checkpoints_dir: Any, *, config: Any = None, name: str | None = None) -> Any:
+        """Save a checkpoint to ``<checkpoints_dir>/<name>`` (default ``step_<global_step>``) atomically
+        and return its ``Path`` (see :mod:`rl_agents.checkpointing`). Only at an update boundary.
+        ``config`` (a RunConfig or its dict) is stored instead of ``run_config``."""
+        if config is not None and not isinstance(config, dict):
+            config = config_to_dict(config)
+        tree = self.state_dict(config)
+        return save_checkpoint(tree, checkpoints_dir, name=name or step_dir_name(self.global_step))
+
+    def load_state(self, path: Any) -> Any:
+        """Restore a checkpoint (or a run's latest one) into this trainer, which has the same agents.
+        Raises CheckpointError, leaving the trainer untouched, if it cannot. Returns the checkpoint's directory."""
+        import warnings
+
+        directory, tree = read_checkpoint(path)
+        try:
+            notes = self.load_state_dict(tree)
+        except StateError as error:
+            raise CheckpointError(f"{directory / STATE_FILE}: {error}") from None
+        for note in notes:
+            warnings.warn(f"{directory}: {note}", stacklevel=2)
+        return directory
+
+    @classmethod
+    def from_config(cls, config: RunConfig, *, envs: gym.vector.VectorEnv | None = None, loggers: Any = (), **overrides: Any) -> Trainer:
+        """The environments (unless ``envs`` are given), agents and trainer a run config describes."""
+        if config.distributed.workers > 0 and envs is None:
+            raise ConfigError(
+                f"this run config collects with {config.distributed.workers} Ray workers: build it with "
+                "DistributedTrainer.from_config or rl_agents.training.make_trainer"
+            )
+        agents = build_agents(config)  # before the envs: nothing to close when an option is refused
+        own_envs = envs is None
+        if envs is None:
+            envs = make_config_envs(config)
+        settings = dict(
+            seed=config.seed,
+            device=config.device,
+            total_steps=config.steps,
+            loggers=loggers,
+            log_interval=config.trainer.log_interval,
+            **config.trainer.schedule_settings(),
+            **config.trainer.failure_settings(),
+        )
+        with translated_build_errors(on_error=envs.close if own_envs else None):
+            trainer = cls(envs, agents, **(settings | overrides))
+        trainer.run_config = config_to_dict(config)
+        return trainer
+
+    @classmethod
+    def load(cls, path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()) -> Trainer:
+        """Rebuild a trainer from a checkpoint's run config and restore its state. ``envs`` default to
+        the config's environments; ``device`` overrides the config's."""
+        directory, tree = read_checkpoint(path)
+        raw = tree["run"].get("config") if isinstance(tree.get("run"), dict) else None
+        if raw is None:
+            raise CheckpointError(
+                f"{directory / STATE_FILE}: has no run config, so the agents cannot be rebuilt; "
+                "construct the Trainer with the same agents and call trainer.load_state(path)"
+            )
+        config = run_config_of(raw, directory)
+        if device is not None:
+            config = dataclasses.replace(config, device=str(device))
+        trainer = cls.from_config(config, envs=envs, loggers=loggers)
+        trainer.load_state(directory)
+        return trainer
+
+
+def run_config_of(raw: dict[str, Any], directory: Any) -> RunConfig:
+    """The RunConfig stored in a checkpoint (CheckpointError when it is invalid)."""
+    try:
+        return config_from_dict(raw, source=f"{directory}")
+    except ConfigError as error:
+        raise CheckpointError(f"{directory / STATE_FILE}: stored run config is invalid ({' '.join(str(error).split())})") from None
