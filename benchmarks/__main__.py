@@ -1,4 +1,5 @@
-"""``python -m benchmarks``: the whole suite, rl_agents side by side with Stable-Baselines3 (see benchmarks/suite.py)."""
+"""``python -m benchmarks``: the whole suite, rl_agents side by side with Stable-Baselines3
+(see benchmarks/suite.py)."""
 
 from benchmarks.suite import main
 

@@ -57,8 +57,12 @@ def run_ours(workload: speed.Workload, total_steps: int, seed: int) -> RunResult
 
     envs = make_envs(workload.env_id, workload.num_envs)
     trainer = Trainer(
-        envs, [PPO()], seed=seed,
-        num_steps=speed.NUM_STEPS, num_epochs=speed.NUM_EPOCHS, num_minibatches=speed.NUM_MINIBATCHES,
+        envs,
+        [PPO()],
+        seed=seed,
+        num_steps=speed.NUM_STEPS,
+        num_epochs=speed.NUM_EPOCHS,
+        num_minibatches=speed.NUM_MINIBATCHES,
     )
     seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
@@ -76,9 +80,13 @@ def grid_encoder_class() -> type[nn.Module]:
             super().__init__(observation_space, features_dim)
             channels = observation_space.shape[0]
             self.convs = nn.Sequential(
-                nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(16, 32, 2), nn.ReLU(),
-                nn.Conv2d(32, 64, 2), nn.ReLU(),
+                nn.Conv2d(channels, 16, 2),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(16, 32, 2),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 2),
+                nn.ReLU(),
                 nn.Flatten(),
             )
             with torch.no_grad():
@@ -98,19 +106,30 @@ def run_sb3(workload: speed.Workload, total_steps: int, seed: int) -> RunResult:
 
     envs = make_vec_env(workload.env_id, n_envs=workload.num_envs, seed=seed, wrapper_class=ImgObsWrapper)
     model = SB3PPO(
-        "CnnPolicy", envs,
+        "CnnPolicy",
+        envs,
         learning_rate=lambda progress_remaining: speed.LEARNING_RATE * progress_remaining,
-        n_steps=speed.NUM_STEPS, batch_size=workload.minibatch_size, n_epochs=speed.NUM_EPOCHS,
-        gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+        n_steps=speed.NUM_STEPS,
+        batch_size=workload.minibatch_size,
+        n_epochs=speed.NUM_EPOCHS,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs={
-            "features_extractor_class": grid_encoder_class(), "net_arch": [],
-            "share_features_extractor": True, "normalize_images": False,
+            "features_extractor_class": grid_encoder_class(),
+            "net_arch": [],
+            "share_features_extractor": True,
+            "normalize_images": False,
         },
-        seed=seed, device="cpu", verbose=0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     episode_returns: list[float] = []
     recorder = sb3_episode_recorder(episode_returns)
     seconds = timed(lambda: model.learn(total_timesteps=total_steps, callback=recorder))
     envs.close()
     return RunResult("sb3", seed, model.num_timesteps, seconds, episode_returns)
-

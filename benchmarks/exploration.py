@@ -66,7 +66,8 @@ def main() -> None:
                 summary.setdefault((env_id, agents), []).append(result)
                 print(
                     f"{env_id:32s} {agents:8s} seed {seed}: mean return (last 100) {result['return']:.3f}  "
-                    f"success {result['success']:.2f}  frames to {args.threshold:g}: {result['frames_to_threshold']:,.0f}  "
+                    f"success {result['success']:.2f}  frames to {args.threshold:g}: "
+                    f"{result['frames_to_threshold']:,.0f}  "
                     f"{result['seconds'] / 60:.1f} min  ({result['steps'] / result['seconds']:,.0f} steps/s)",
                     flush=True,
                 )

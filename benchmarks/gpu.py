@@ -32,7 +32,15 @@ def run_ours_atari(total_steps: int, seed: int, device: str) -> RunResult:
 
     envs = make_envs(ATARI_ID, NUM_ENVS)
     ppo = PPO(lr=LEARNING_RATE, clip_coef=CLIP, ent_coef=0.01)
-    trainer = Trainer(envs, [ppo], seed=seed, device=device, num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES)
+    trainer = Trainer(
+        envs,
+        [ppo],
+        seed=seed,
+        device=device,
+        num_steps=NUM_STEPS,
+        num_epochs=NUM_EPOCHS,
+        num_minibatches=NUM_MINIBATCHES,
+    )
     seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds)
@@ -43,13 +51,25 @@ def run_sb3_atari(total_steps: int, seed: int, device: str) -> RunResult:
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    envs = VecFrameStack(make_atari_env(ATARI_ID, n_envs=NUM_ENVS, seed=seed, wrapper_kwargs={"terminal_on_life_loss": False}), 4)
+    envs = VecFrameStack(
+        make_atari_env(ATARI_ID, n_envs=NUM_ENVS, seed=seed, wrapper_kwargs={"terminal_on_life_loss": False}), 4
+    )
     model = SB3PPO(
-        "CnnPolicy", envs,
+        "CnnPolicy",
+        envs,
         learning_rate=lambda progress_remaining: LEARNING_RATE * progress_remaining,
-        n_steps=NUM_STEPS, batch_size=NUM_ENVS * NUM_STEPS // NUM_MINIBATCHES, n_epochs=NUM_EPOCHS,
-        gamma=0.99, gae_lambda=0.95, clip_range=CLIP, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
-        seed=seed, device=device, verbose=0,
+        n_steps=NUM_STEPS,
+        batch_size=NUM_ENVS * NUM_STEPS // NUM_MINIBATCHES,
+        n_epochs=NUM_EPOCHS,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=CLIP,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        seed=seed,
+        device=device,
+        verbose=0,
     )
     seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
@@ -83,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     for runner in (run_ours_atari, run_sb3_atari):
         result = runner(steps, args.seed, args.device)
         results[result.library] = result
-        print(f"  {ATARI_ID} PPO {result.library:<9} {result.steps} steps in {result.seconds:6.1f}s = {result.steps_per_second:7.0f} steps/s")
+        print(
+            f"  {ATARI_ID} PPO {result.library:<9} {result.steps} steps in {result.seconds:6.1f}s = "
+            f"{result.steps_per_second:7.0f} steps/s"
+        )
     ratio = results["rl_agents"].steps_per_second / results["sb3"].steps_per_second
     print(f"  ratio rl_agents / sb3 on {args.device}: {ratio:.2f}x")
     cartpole = run_ours_cartpole(51_200, args.seed, args.device)

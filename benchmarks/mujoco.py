@@ -60,7 +60,8 @@ def round_to_rollouts(steps: int, workload: Workload = WORKLOAD) -> int:
 def describe(total_steps: int) -> str:
     return (
         f"{ENV_ID}, {NUM_ENVS} env x {NUM_STEPS} steps, {NUM_EPOCHS} epochs, {NUM_MINIBATCHES} minibatches of "
-        f"{WORKLOAD.minibatch_size}, lr {LEARNING_RATE:g} annealed, obs+reward normalization; {total_steps} steps per run"
+        f"{WORKLOAD.minibatch_size}, lr {LEARNING_RATE:g} annealed, obs+reward normalization; "
+        f"{total_steps} steps per run"
     )
 
 
@@ -81,15 +82,29 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
     envs = VecNormalize(
         make_vec_env(workload.env_id, n_envs=workload.num_envs, seed=seed),
-        norm_obs=True, norm_reward=True, clip_obs=CLIP, clip_reward=CLIP, gamma=GAMMA,
+        norm_obs=True,
+        norm_reward=True,
+        clip_obs=CLIP,
+        clip_reward=CLIP,
+        gamma=GAMMA,
     )
     model = SB3PPO(
-        "MlpPolicy", envs,
+        "MlpPolicy",
+        envs,
         learning_rate=lambda progress_remaining: LEARNING_RATE * progress_remaining,
-        n_steps=NUM_STEPS, batch_size=workload.minibatch_size, n_epochs=NUM_EPOCHS,
-        gamma=GAMMA, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+        n_steps=NUM_STEPS,
+        batch_size=workload.minibatch_size,
+        n_epochs=NUM_EPOCHS,
+        gamma=GAMMA,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
-        seed=seed, device="cpu", verbose=0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
@@ -114,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     for runner in (run_ours, run_sb3):
         torch.set_num_threads(args.threads)
         result = runner(WORKLOAD, total_steps, args.seed)
-        print(f"  {result.library:<9} {result.steps} steps in {result.seconds:6.2f}s = {result.steps_per_second:8.0f} steps/s")
+        print(
+            f"  {result.library:<9} {result.steps} steps in {result.seconds:6.2f}s = "
+            f"{result.steps_per_second:8.0f} steps/s"
+        )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,14 @@ def train_one(env_id: str, seed: int, total_steps: int, out: str, time_limit: fl
     seconds = time.perf_counter() - start
     write_returns(run_dir / "returns.csv", trainer.episodes.returns, trainer.episodes.lengths)
     final = trainer.episodes.returns[-FINAL_EPISODES:]
-    return LearningRun(env_id, seed, trainer.global_step, seconds, statistics.fmean(final) if final else math.nan, len(trainer.episodes.returns))
+    return LearningRun(
+        env_id,
+        seed,
+        trainer.global_step,
+        seconds,
+        statistics.fmean(final) if final else math.nan,
+        len(trainer.episodes.returns),
+    )
 
 
 def write_returns(path: Path, returns: list[float], lengths: list[int]) -> None:
@@ -77,7 +84,10 @@ def _train_star(args: tuple) -> LearningRun:
 
 
 def summary(runs: list[LearningRun]) -> str:
-    lines = ["| env | seeds | steps (min) | final return per seed | mean +- std | CleanRL PPO (v4) |", "|---|---:|---:|---|---:|---:|"]
+    lines = [
+        "| env | seeds | steps (min) | final return per seed | mean +- std | CleanRL PPO (v4) |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
     for env_id in sorted({run.env_id for run in runs}):
         mine = sorted((run for run in runs if run.env_id == env_id), key=lambda run: run.seed)
         finals = [run.final_return for run in mine]
@@ -85,7 +95,8 @@ def summary(runs: list[LearningRun]) -> str:
         reference = CLEANRL_PPO_V4.get(env_id.split("-")[0])
         ref_text = f"{reference[0]:.0f} +- {reference[1]:.0f}" if reference else "n/a"
         lines.append(
-            f"| {env_id} | {len(mine)} | {min(run.steps for run in mine):,} | {' / '.join(f'{value:.0f}' for value in finals)} "
+            f"| {env_id} | {len(mine)} | {min(run.steps for run in mine):,} | "
+            f"{' / '.join(f'{value:.0f}' for value in finals)} "
             f"| {statistics.fmean(finals):.0f} +- {spread:.0f} | {ref_text} |"
         )
     return "\n".join(lines)
@@ -98,14 +109,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
     parser.add_argument("--out", default="runs/mujoco_learning")
-    parser.add_argument("--time-limit", type=float, default=None, help="stop each run after this many seconds (reported as fewer steps)")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="stop each run after this many seconds (reported as fewer steps)"
+    )
     args = parser.parse_args(argv)
-    jobs = [(env_id, seed, args.steps, args.out, args.time_limit) for env_id in args.envs.split(",") for seed in range(args.seeds)]
+    jobs = [
+        (env_id, seed, args.steps, args.out, args.time_limit)
+        for env_id in args.envs.split(",")
+        for seed in range(args.seeds)
+    ]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         runs = pool.map(_train_star, jobs, chunksize=1)
     for run in runs:
-        print(f"{run.env_id} seed {run.seed}: {run.steps:,} steps in {run.seconds:.0f}s ({run.steps / run.seconds:.0f} steps/s), "
-              f"{run.episodes} episodes, final return {run.final_return:.1f}")
+        print(
+            f"{run.env_id} seed {run.seed}: {run.steps:,} steps in {run.seconds:.0f}s "
+            f"({run.steps / run.seconds:.0f} steps/s), "
+            f"{run.episodes} episodes, final return {run.final_return:.1f}"
+        )
     report = summary(runs)
     print(report)
     Path(args.out).mkdir(parents=True, exist_ok=True)

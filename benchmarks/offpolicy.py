@@ -117,25 +117,43 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
     from rl_agents import DQN, SAC, Trainer
 
     envs = gym.make_vec(
-        workload.env_id, num_envs=1, vectorization_mode="sync",
+        workload.env_id,
+        num_envs=1,
+        vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
     )
     if workload.algorithm == "dqn":
         agent = DQN(
-            lr=DQN_LR, gamma=GAMMA, double=False, huber=True, initial_epsilon=1.0, final_epsilon=DQN_FINAL_EPS,
-            exploration_steps=int(DQN_EXPLORATION_FRACTION * total_steps), hidden=tuple(NET_ARCH),
+            lr=DQN_LR,
+            gamma=GAMMA,
+            double=False,
+            huber=True,
+            initial_epsilon=1.0,
+            final_epsilon=DQN_FINAL_EPS,
+            exploration_steps=int(DQN_EXPLORATION_FRACTION * total_steps),
+            hidden=tuple(NET_ARCH),
         )
         schedule = {
-            "buffer_size": DQN_BUFFER_SIZE, "batch_size": DQN_BATCH_SIZE, "learning_starts": DQN_LEARNING_STARTS,
-            "train_frequency": DQN_TRAIN_FREQ, "gradient_steps": DQN_GRADIENT_STEPS,
-            "target_update_interval": OURS_DQN_TARGET_UPDATE, "tau": 1.0, "max_grad_norm": DQN_MAX_GRAD_NORM,
+            "buffer_size": DQN_BUFFER_SIZE,
+            "batch_size": DQN_BATCH_SIZE,
+            "learning_starts": DQN_LEARNING_STARTS,
+            "train_frequency": DQN_TRAIN_FREQ,
+            "gradient_steps": DQN_GRADIENT_STEPS,
+            "target_update_interval": OURS_DQN_TARGET_UPDATE,
+            "tau": 1.0,
+            "max_grad_norm": DQN_MAX_GRAD_NORM,
         }
     else:
         agent = SAC(lr=SAC_LR, gamma=GAMMA, alpha=1.0, autotune=True, hidden=tuple(NET_ARCH))
         schedule = {  # SAC's suggested schedule, spelled out
-            "buffer_size": SAC_BUFFER_SIZE, "batch_size": SAC_BATCH_SIZE, "learning_starts": SAC_LEARNING_STARTS,
-            "train_frequency": SAC_TRAIN_FREQ, "gradient_steps": SAC_GRADIENT_STEPS,
-            "target_update_interval": 1, "tau": SAC_TAU, "max_grad_norm": None,
+            "buffer_size": SAC_BUFFER_SIZE,
+            "batch_size": SAC_BATCH_SIZE,
+            "learning_starts": SAC_LEARNING_STARTS,
+            "train_frequency": SAC_TRAIN_FREQ,
+            "gradient_steps": SAC_GRADIENT_STEPS,
+            "target_update_interval": 1,
+            "tau": SAC_TAU,
+            "max_grad_norm": None,
         }
     trainer = Trainer(envs, [agent], seed=seed, **schedule)
     start = time.perf_counter()
@@ -154,21 +172,44 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
     policy_kwargs = {"net_arch": list(NET_ARCH)}
     if workload.algorithm == "dqn":
         model = SB3DQN(
-            "MlpPolicy", env,
-            learning_rate=DQN_LR, buffer_size=DQN_BUFFER_SIZE, learning_starts=DQN_LEARNING_STARTS,
-            batch_size=DQN_BATCH_SIZE, tau=1.0, gamma=GAMMA, train_freq=DQN_TRAIN_FREQ,
-            gradient_steps=DQN_GRADIENT_STEPS, target_update_interval=SB3_DQN_TARGET_UPDATE,
-            exploration_fraction=DQN_EXPLORATION_FRACTION, exploration_initial_eps=1.0,
-            exploration_final_eps=DQN_FINAL_EPS, max_grad_norm=DQN_MAX_GRAD_NORM,
-            policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0,
+            "MlpPolicy",
+            env,
+            learning_rate=DQN_LR,
+            buffer_size=DQN_BUFFER_SIZE,
+            learning_starts=DQN_LEARNING_STARTS,
+            batch_size=DQN_BATCH_SIZE,
+            tau=1.0,
+            gamma=GAMMA,
+            train_freq=DQN_TRAIN_FREQ,
+            gradient_steps=DQN_GRADIENT_STEPS,
+            target_update_interval=SB3_DQN_TARGET_UPDATE,
+            exploration_fraction=DQN_EXPLORATION_FRACTION,
+            exploration_initial_eps=1.0,
+            exploration_final_eps=DQN_FINAL_EPS,
+            max_grad_norm=DQN_MAX_GRAD_NORM,
+            policy_kwargs=policy_kwargs,
+            seed=seed,
+            device="cpu",
+            verbose=0,
         )
     else:
         model = SB3SAC(
-            "MlpPolicy", env,
-            learning_rate=SAC_LR, buffer_size=SAC_BUFFER_SIZE, learning_starts=SAC_LEARNING_STARTS,
-            batch_size=SAC_BATCH_SIZE, tau=SAC_TAU, gamma=GAMMA, train_freq=SAC_TRAIN_FREQ,
-            gradient_steps=SAC_GRADIENT_STEPS, ent_coef="auto", target_update_interval=1,
-            policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0,
+            "MlpPolicy",
+            env,
+            learning_rate=SAC_LR,
+            buffer_size=SAC_BUFFER_SIZE,
+            learning_starts=SAC_LEARNING_STARTS,
+            batch_size=SAC_BATCH_SIZE,
+            tau=SAC_TAU,
+            gamma=GAMMA,
+            train_freq=SAC_TRAIN_FREQ,
+            gradient_steps=SAC_GRADIENT_STEPS,
+            ent_coef="auto",
+            target_update_interval=1,
+            policy_kwargs=policy_kwargs,
+            seed=seed,
+            device="cpu",
+            verbose=0,
         )
     start = time.perf_counter()
     model.learn(total_timesteps=total_steps)
@@ -222,9 +263,13 @@ def summary_table(rows: list[tuple[str, int, RunResult, RunResult]]) -> Table:
     table.add_column("SB3 return", justify="right")
     for name, steps, ours, sb3 in rows:
         table.add_row(
-            name, str(steps), f"{ours.steps_per_second:.0f}", f"{sb3.steps_per_second:.0f}",
+            name,
+            str(steps),
+            f"{ours.steps_per_second:.0f}",
+            f"{sb3.steps_per_second:.0f}",
             f"{ours.steps_per_second / sb3.steps_per_second:.2f}x",
-            f"{ours.final_return:.1f}", f"{sb3.final_return:.1f}",
+            f"{ours.final_return:.1f}",
+            f"{sb3.final_return:.1f}",
         )
     return table
 
@@ -233,9 +278,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument(
-        "--steps", type=int, default=None,
+        "--steps",
+        type=int,
+        default=None,
         help="env steps per run, rounded up to whole training phases (default: the workload's: "
-        + ", ".join(f"{name} {w.default_steps}" for name, w in WORKLOADS.items()) + ")",
+        + ", ".join(f"{name} {w.default_steps}" for name, w in WORKLOADS.items())
+        + ")",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries")

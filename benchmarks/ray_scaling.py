@@ -35,7 +35,7 @@ from rl_agents import PPO, Trainer
 from rl_agents.envs import make_envs
 from rl_agents.training import EnvSpaces, Learner
 from rl_agents.training.distributed import DistributedTrainer
-from rl_agents.training.trainer import resolve_device
+from rl_agents.training.learner import resolve_device
 from rl_agents.training.workers import RolloutWorker, concatenate_columns
 
 CARTPOLE = "CartPole-v1"
@@ -93,7 +93,9 @@ def build(workers: int, envs: int) -> Trainer:
     """The single-process Trainer (workers 0) or a DistributedTrainer with ``envs`` envs per worker."""
     if workers == 0:
         return Trainer(make_envs(CARTPOLE, envs), cartpole_ppo(), seed=1, **schedule())
-    return DistributedTrainer(functools.partial(make_envs, CARTPOLE, envs), cartpole_ppo, workers=workers, seed=1, **schedule())
+    return DistributedTrainer(
+        functools.partial(make_envs, CARTPOLE, envs), cartpole_ppo, workers=workers, seed=1, **schedule()
+    )
 
 
 def time_run(workers: int, envs: int, steps: int) -> Timing:
@@ -120,7 +122,10 @@ def cartpole_table(steps: int, repeats: int, console: Console) -> None:
     for _ in range(repeats):  # interleaved, so drift in machine load hits every variant alike
         for (workers, envs), timings in runs.items():
             timings.append(time_run(workers, envs, steps))
-    table = Table(title=f"PPO {CARTPOLE}: {NUM_STEPS} steps per rollout, {NUM_EPOCHS} epochs x {NUM_MINIBATCHES} minibatches, {steps:,} steps x {repeats}")
+    table = Table(
+        title=f"PPO {CARTPOLE}: {NUM_STEPS} steps per rollout, {NUM_EPOCHS} epochs x {NUM_MINIBATCHES} minibatches, "
+        f"{steps:,} steps x {repeats}"
+    )
     for column in ("variant", "steps/s (mean)", "each run", "collect ms/round", "update ms/round"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for timings in runs.values():
@@ -153,7 +158,9 @@ def atari_pieces(console: Console) -> dict[str, float]:
     learner = DistributedTrainer(envs, atari_ppo, workers=1, seed=1, **schedule())
     steps_per_round = NUM_STEPS * ATARI_ENVS_PER_WORKER
     states = learner._broadcast_state()
-    worker = RolloutWorker(envs, atari_ppo, index=0, seed=1, schedule=dict(vars(learner.schedule)), learner_num_envs=learner.num_envs)
+    worker = RolloutWorker(
+        envs, atari_ppo, index=0, seed=1, schedule=dict(vars(learner.schedule)), learner_num_envs=learner.num_envs
+    )
     in_process, rollout = mean_seconds(lambda: worker.collect(states, 0, 0, None), 2)
     worker.trainer.envs.close()
     handle = learner.start_workers()[0]
@@ -166,9 +173,12 @@ def atari_pieces(console: Console) -> dict[str, float]:
     update, _ = mean_seconds(lambda: learner.learn({key: value.clone() for key, value in batch.items()}), 1)
     console.print(
         f"[Atari] one worker, {ATARI_ENVS_PER_WORKER} envs x {NUM_STEPS} steps: {in_process:.2f} s in its process "
-        f"({steps_per_round / in_process:,.0f} steps/s), {through_ray:.2f} s through Ray; rollout {batch_bytes / 2**20:.1f} MiB "
+        f"({steps_per_round / in_process:,.0f} steps/s), {through_ray:.2f} s through Ray; "
+        f"rollout {batch_bytes / 2**20:.1f} MiB "
         f"({batch_bytes / steps_per_round / 1024:.1f} KiB per transition: obs and next_obs); "
-        f"put into Ray's object store {put * 1e3:.1f} ms (worker side), got and concatenated by the learner {transfer * 1e3:.1f} ms; learner update (CPU, {torch.get_num_threads()} thread) {update:.2f} s"
+        f"put into Ray's object store {put * 1e3:.1f} ms (worker side), "
+        f"got and concatenated by the learner {transfer * 1e3:.1f} ms; "
+        f"learner update (CPU, {torch.get_num_threads()} thread) {update:.2f} s"
     )
     return {
         "collect": in_process / steps_per_round,
@@ -209,7 +219,9 @@ def synthetic_atari_batch(num_envs: int, device: torch.device) -> dict[str, torc
         "logprob": torch.full((NUM_STEPS, num_envs), -math.log(4)),
         "values": torch.zeros((NUM_STEPS, num_envs, 1)),
         "reward/extrinsic": torch.randint(0, 2, (NUM_STEPS, num_envs), generator=generator).float(),
-        "terminated": flags, "truncated": flags, "valid": ~flags,
+        "terminated": flags,
+        "truncated": flags,
+        "valid": ~flags,
     }
     return {key: value.to(device) for key, value in batch.items()}
 
@@ -241,9 +253,14 @@ def scaling_estimate(pieces: dict[str, float], update_per_sample: float, label: 
     limit = 1.0 / serial
     knee = pieces["collect_ray"] / serial
     rates = ", ".join(
-        f"{workers}: {workers / (pieces['collect_ray'] + workers * serial):,.0f}" for workers in (1, 2, 4, 8, 16, 32, 64) if workers <= 4 * max(knee, 1)
+        f"{workers}: {workers / (pieces['collect_ray'] + workers * serial):,.0f}"
+        for workers in (1, 2, 4, 8, 16, 32, 64)
+        if workers <= 4 * max(knee, 1)
     )
-    return f"{label}: learner-bound limit {limit:,.0f} steps/s; half of it at W* = {knee:.1f} workers; steps/s by workers: {rates}"
+    return (
+        f"{label}: learner-bound limit {limit:,.0f} steps/s; half of it at W* = {knee:.1f} workers; "
+        f"steps/s by workers: {rates}"
+    )
 
 
 def main() -> None:
@@ -251,14 +268,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--atari", action="store_true", help="also measure the pieces of the Atari scaling estimate")
-    parser.add_argument("--gpu-update-us", type=float, help="a measured GPU update time per sample (us) to estimate with too")
-    parser.add_argument("--update-only", metavar="DEVICE", help="only time the learner's Atari update per sample on DEVICE (no Ray, no envs)")
+    parser.add_argument(
+        "--gpu-update-us", type=float, help="a measured GPU update time per sample (us) to estimate with too"
+    )
+    parser.add_argument(
+        "--update-only",
+        metavar="DEVICE",
+        help="only time the learner's Atari update per sample on DEVICE (no Ray, no envs)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.update_only:
         for workers in (1, 4, 16):
             seconds = learner_update_per_sample(args.update_only, workers)
-            print(f"learner update on {args.update_only}, {workers} x {ATARI_ENVS_PER_WORKER} envs x {NUM_STEPS} steps: {seconds * 1e6:.1f} us/sample")
+            print(
+                f"learner update on {args.update_only}, {workers} x {ATARI_ENVS_PER_WORKER} envs x {NUM_STEPS} steps: "
+                f"{seconds * 1e6:.1f} us/sample"
+            )
         return
     import ray
 
@@ -270,7 +296,11 @@ def main() -> None:
         pieces = atari_pieces(console)
         console.print(scaling_estimate(pieces, pieces["update_cpu"], "learner on this CPU"))
         if args.gpu_update_us:
-            console.print(scaling_estimate(pieces, args.gpu_update_us * 1e-6, f"learner on a GPU at {args.gpu_update_us:g} us/sample"))
+            console.print(
+                scaling_estimate(
+                    pieces, args.gpu_update_us * 1e-6, f"learner on a GPU at {args.gpu_update_us:g} us/sample"
+                )
+            )
     ray.shutdown()
 
 

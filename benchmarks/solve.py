@@ -11,7 +11,8 @@ Each library with its tuned PPO for the task:
   clip_range lin_0.2 (SB3's defaults otherwise: vf 0.5, max grad norm 0.5, 64-64 tanh actor and critic).
 
 They differ in the epochs (10 vs 20) and learning rate (4e-3 vs 1e-3), our preset's tuning, and in
-the clip range, which rl-zoo3 anneals to 0 with the learning rate and ours keeps at 0.2. Both anneal over the step cap given to the training call (default 100,096: the preset's
+the clip range, which rl-zoo3 anneals to 0 with the learning rate and ours keeps at 0.2.
+Both anneal over the step cap given to the training call (default 100,096: the preset's
 100k steps and rl-zoo3's ``n_timesteps``, rounded up to whole rollouts of 256), which is also the
 budget: a run that has not reached the threshold by then counts as not solved.
 
@@ -90,9 +91,11 @@ def round_to_rollouts(steps: int, workload: Workload = WORKLOAD) -> int:
 
 def describe(total_steps: int) -> str:
     return (
-        f"{ENV_ID} until the last-{WORKLOAD.window} mean return >= {WORKLOAD.threshold:g}, at most {total_steps} steps: "
+        f"{ENV_ID} until the last-{WORKLOAD.window} mean return >= {WORKLOAD.threshold:g}, "
+        f"at most {total_steps} steps: "
         f"ours the shipped preset, SB3 rl-zoo3's tuned PPO ({ZOO_N_ENVS} envs x {ZOO_N_STEPS} steps, {ZOO_N_EPOCHS} "
-        f"epochs of {ZOO_BATCH_SIZE}, lr {ZOO_LEARNING_RATE:g} annealed, gamma {ZOO_GAMMA:g}, lambda {ZOO_GAE_LAMBDA:g}, "
+        f"epochs of {ZOO_BATCH_SIZE}, lr {ZOO_LEARNING_RATE:g} annealed, "
+        f"gamma {ZOO_GAMMA:g}, lambda {ZOO_GAE_LAMBDA:g}, "
         f"ent {ZOO_ENT_COEF:g}; clip {ZOO_CLIP_RANGE:g}, annealed in SB3's)"
     )
 
@@ -104,7 +107,9 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> SolveResult:
     raw = {**load_preset(workload.env_id, "ppo"), "steps": total_steps, "seed": seed}
     config = config_from_dict(raw, f"preset {workload.env_id}")
     if (config.trainer.num_envs, config.trainer.schedule.get("num_steps")) != (workload.num_envs, workload.num_steps):
-        raise ValueError(f"the {workload.env_id} preset no longer runs {workload.num_envs} envs x {workload.num_steps} steps")
+        raise ValueError(
+            f"the {workload.env_id} preset no longer runs {workload.num_envs} envs x {workload.num_steps} steps"
+        )
     trainer = make_trainer(config)
     seconds = timed(
         lambda: trainer.train(total_steps, progress=False, stop_when=lambda t: is_solved(t.episodes.returns, workload))
@@ -120,12 +125,19 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> SolveResult:
 
     envs = make_vec_env(workload.env_id, n_envs=workload.num_envs, seed=seed)
     model = SB3PPO(
-        "MlpPolicy", envs,
-        n_steps=workload.num_steps, batch_size=ZOO_BATCH_SIZE, n_epochs=ZOO_N_EPOCHS, gamma=ZOO_GAMMA,
-        gae_lambda=ZOO_GAE_LAMBDA, ent_coef=ZOO_ENT_COEF,
+        "MlpPolicy",
+        envs,
+        n_steps=workload.num_steps,
+        batch_size=ZOO_BATCH_SIZE,
+        n_epochs=ZOO_N_EPOCHS,
+        gamma=ZOO_GAMMA,
+        gae_lambda=ZOO_GAE_LAMBDA,
+        ent_coef=ZOO_ENT_COEF,
         learning_rate=lambda progress_remaining: ZOO_LEARNING_RATE * progress_remaining,
         clip_range=lambda progress_remaining: ZOO_CLIP_RANGE * progress_remaining,
-        seed=seed, device="cpu", verbose=0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     returns: list[float] = []
     recorder = sb3_episode_recorder(returns, lambda done: is_solved(done, workload), check_every=workload.num_steps)
@@ -144,4 +156,3 @@ def outcome(result: SolveResult) -> str:
     if result.solved:
         return f"solved at {result.steps} steps, {result.seconds:.2f}s"
     return f"not solved in {result.steps} steps ({result.seconds:.2f}s, final return {result.final_return:.1f})"
-

@@ -87,8 +87,12 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
     envs = gym_envs(workload)
     trainer = Trainer(
-        envs, [PPO()], seed=seed,
-        num_steps=NUM_STEPS, num_epochs=NUM_EPOCHS, num_minibatches=NUM_MINIBATCHES,
+        envs,
+        [PPO()],
+        seed=seed,
+        num_steps=NUM_STEPS,
+        num_epochs=NUM_EPOCHS,
+        num_minibatches=NUM_MINIBATCHES,
     )
     seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
@@ -97,22 +101,21 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
 def collection_only(workload: Workload, total_steps: int, seed: int) -> float:
     """Steps/s of rl_agents' data collection alone: policy inference, env step and rollout storage,
-    through the public ``act``/``observe`` loop, with the update that ends each rollout skipped."""
-    from rl_agents import PPO, Trainer
-
-    class CollectingTrainer(Trainer):
-        def update(self) -> dict[str, float]:
-            return {}
+    through the Collector's public ``act``/``observe`` loop; the batch each full rollout returns is
+    dropped instead of trained on."""
+    from rl_agents import PPO
+    from rl_agents.training import Collector, EnvSpaces, Learner
 
     envs = gym_envs(workload)
-    trainer = CollectingTrainer(envs, [PPO()], seed=seed, num_steps=NUM_STEPS)
+    learner = Learner(EnvSpaces.of(envs), [PPO()], seed=seed, device=torch.device("cpu"), num_steps=NUM_STEPS)
+    collector = Collector.for_learner(envs, learner, seed=seed)
     obs, _ = envs.reset(seed=seed)
     iterations = max(total_steps // workload.num_envs, 1)
     start = time.perf_counter()
     for _ in range(iterations):
-        action = trainer.act(obs)
+        action = collector.act(obs)
         obs, reward, terminated, truncated, info = envs.step(action)
-        trainer.observe(obs, reward, terminated, truncated, info)
+        collector.observe(obs, reward, terminated, truncated, info)
     seconds = time.perf_counter() - start
     envs.close()
     return iterations * workload.num_envs / seconds
@@ -124,12 +127,22 @@ def run_sb3(workload: Workload, total_steps: int, seed: int) -> RunResult:
 
     envs = make_vec_env(workload.env_id, n_envs=workload.num_envs, seed=seed)
     model = SB3PPO(
-        "MlpPolicy", envs,
+        "MlpPolicy",
+        envs,
         learning_rate=lambda progress_remaining: LEARNING_RATE * progress_remaining,
-        n_steps=NUM_STEPS, batch_size=workload.minibatch_size, n_epochs=NUM_EPOCHS,
-        gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+        n_steps=NUM_STEPS,
+        batch_size=workload.minibatch_size,
+        n_epochs=NUM_EPOCHS,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
-        seed=seed, device="cpu", verbose=0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     seconds = timed(lambda: model.learn(total_timesteps=total_steps))
     envs.close()
@@ -189,7 +202,10 @@ def library_versions() -> str:
 
     import rl_agents
 
-    return f"rl_agents {rl_agents.__version__} | stable-baselines3 {stable_baselines3.__version__} | gymnasium {gym.__version__}"
+    return (
+        f"rl_agents {rl_agents.__version__} | stable-baselines3 {stable_baselines3.__version__} | "
+        f"gymnasium {gym.__version__}"
+    )
 
 
 def run_interleaved(workload: Workload, total_steps: int, seeds: int, console: Console) -> list[RunResult]:
@@ -232,7 +248,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per run (rounded up to whole rollouts)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries")
-    parser.add_argument("--env-steps", type=int, default=None, help="env steps for the env-only measurement (default: --steps)")
+    parser.add_argument(
+        "--env-steps", type=int, default=None, help="env steps for the env-only measurement (default: --steps)"
+    )
     return parser.parse_args(argv)
 
 

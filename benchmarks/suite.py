@@ -1,4 +1,5 @@
-"""The benchmark suite (`python -m benchmarks`): every workload, rl_agents side by side with Stable-Baselines3, one table
+"""The benchmark suite (`python -m benchmarks`): every workload, rl_agents side by side with Stable-Baselines3, one \
+table
 (and one more for the learning workloads: final returns, steps and seconds to a threshold).
 
     python -m benchmarks                                   # all workloads at full size (long)
@@ -70,7 +71,9 @@ def _offpolicy_env_only(workload: offpolicy.Workload) -> Callable[[int, int], fl
     def measure(total_steps: int, seed: int) -> float:
         # the env rl_agents trains on: 1 env, same-step autoreset (see offpolicy.run_ours)
         envs = gym.make_vec(
-            workload.env_id, num_envs=1, vectorization_mode="sync",
+            workload.env_id,
+            num_envs=1,
+            vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         )
         return random_steps_per_second(envs, total_steps, seed)
@@ -81,7 +84,12 @@ def _offpolicy_env_only(workload: offpolicy.Workload) -> Callable[[int, int], fl
 def _speed_suite(name: str, key: str, steps: int, seeds: int) -> Suite:
     workload = speed.WORKLOADS[key]
     return Suite(
-        name, speed, workload, steps, workload.batch_size, seeds,
+        name,
+        speed,
+        workload,
+        steps,
+        workload.batch_size,
+        seeds,
         lambda n: speed.round_to_rollouts(n, workload),
         lambda n, seed: speed.env_only_gym(workload, n, seed),
         lambda n: (
@@ -94,7 +102,12 @@ def _speed_suite(name: str, key: str, steps: int, seeds: int) -> Suite:
 def _offpolicy_suite(name: str, quick_steps: int) -> Suite:
     workload = offpolicy.WORKLOADS[name]
     return Suite(
-        name, offpolicy, workload, workload.default_steps, quick_steps, 1,
+        name,
+        offpolicy,
+        workload,
+        workload.default_steps,
+        quick_steps,
+        1,
         lambda n: offpolicy.round_to_phases(n, workload),
         _offpolicy_env_only(workload),
         lambda n: offpolicy.workload_description(name, workload, n).split(": ", 1)[1],
@@ -108,21 +121,39 @@ SUITES: dict[str, Suite] = {
         _speed_suite("ppo-cartpole64", "cartpole64", 50_000, 3),
         _speed_suite("ppo-cartpole64-batched", "cartpole64-batched", 50_000, 3),
         Suite(
-            "ppo-halfcheetah", mujoco, mujoco.WORKLOAD, 51_200, mujoco.NUM_STEPS, 1,
+            "ppo-halfcheetah",
+            mujoco,
+            mujoco.WORKLOAD,
+            51_200,
+            mujoco.NUM_STEPS,
+            1,
             mujoco.round_to_rollouts,
             lambda n, seed: mujoco.env_only(mujoco.WORKLOAD, n, seed),
             mujoco.describe,
         ),
         Suite(
-            "minigrid-doorkey", doorkey, doorkey.WORKLOAD, doorkey.DEFAULT_STEPS, doorkey.WORKLOAD.batch_size,
-            doorkey.DEFAULT_SEEDS, lambda n: speed.round_to_rollouts(n, doorkey.WORKLOAD),
-            lambda n, seed: env_only_make_envs(doorkey.WORKLOAD, n, seed), doorkey.describe,
+            "minigrid-doorkey",
+            doorkey,
+            doorkey.WORKLOAD,
+            doorkey.DEFAULT_STEPS,
+            doorkey.WORKLOAD.batch_size,
+            doorkey.DEFAULT_SEEDS,
+            lambda n: speed.round_to_rollouts(n, doorkey.WORKLOAD),
+            lambda n, seed: env_only_make_envs(doorkey.WORKLOAD, n, seed),
+            doorkey.describe,
         ),
         _offpolicy_suite("dqn-cartpole", offpolicy.DQN_LEARNING_STARTS + 2 * offpolicy.DQN_TRAIN_FREQ),
         _offpolicy_suite("sac-pendulum", 500),
         Suite(
-            "cartpole-solve", solve, solve.WORKLOAD, solve.DEFAULT_STEPS, solve.QUICK_STEPS, 3, solve.round_to_rollouts,
-            lambda n, seed: env_only_make_envs(solve.WORKLOAD, n, seed), solve.describe,
+            "cartpole-solve",
+            solve,
+            solve.WORKLOAD,
+            solve.DEFAULT_STEPS,
+            solve.QUICK_STEPS,
+            3,
+            solve.round_to_rollouts,
+            lambda n, seed: env_only_make_envs(solve.WORKLOAD, n, seed),
+            solve.describe,
         ),
     ]
 }
@@ -210,7 +241,9 @@ def run_suite(suite: Suite, steps: int, seeds: int, threads: int, console: Conso
     context = multiprocessing.get_context("spawn")
     if hasattr(suite.module, "collection_only"):
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            row.collect_sps, _, _ = pool.submit(_run_in_child, suite.module.__name__, "collection_only", suite.workload, steps, 0, threads).result()
+            row.collect_sps, _, _ = pool.submit(
+                _run_in_child, suite.module.__name__, "collection_only", suite.workload, steps, 0, threads
+            ).result()
         console.print(f"  collection: {row.collect_sps:8.0f} steps/s (ours: act + env step + storage, no updates)")
     for seed in range(seeds):
         for runner, side in (("run_ours", row.ours), ("run_sb3", row.sb3)):
@@ -256,18 +289,38 @@ def _steps_cell(row: Row) -> str:
 
 
 def summary_table(rows: list[Row]) -> Table:
-    table = Table(title="rl_agents vs Stable-Baselines3: training steps/s (median over seeds), peak RSS (+ rise above the python+torch+gymnasium baseline)")
+    table = Table(
+        title="rl_agents vs Stable-Baselines3: training steps/s (median over seeds), "
+        "peak RSS (+ rise above the python+torch+gymnasium baseline)"
+    )
     for column in ("workload", "steps", "seeds"):
         table.add_column(column, justify="left" if column == "workload" else "right")
-    for column in ("ours steps/s", "SB3 steps/s", "ratio", "ours peak MiB", "SB3 peak MiB", "env-only steps/s", "ours % env", "SB3 % env", "ours collect % env"):
+    for column in (
+        "ours steps/s",
+        "SB3 steps/s",
+        "ratio",
+        "ours peak MiB",
+        "SB3 peak MiB",
+        "env-only steps/s",
+        "ours % env",
+        "SB3 % env",
+        "ours collect % env",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         ours, sb3 = row.ours.median_sps, row.sb3.median_sps
         table.add_row(
-            row.name, _steps_cell(row), str(row.seeds), f"{ours:.0f}", f"{sb3:.0f}", f"{ours / sb3:.2f}x",
-            f"{row.ours.peak_mib:.0f} (+{row.ours.extra_mib:.0f})", f"{row.sb3.peak_mib:.0f} (+{row.sb3.extra_mib:.0f})",
+            row.name,
+            _steps_cell(row),
+            str(row.seeds),
+            f"{ours:.0f}",
+            f"{sb3:.0f}",
+            f"{ours / sb3:.2f}x",
+            f"{row.ours.peak_mib:.0f} (+{row.ours.extra_mib:.0f})",
+            f"{row.sb3.peak_mib:.0f} (+{row.sb3.extra_mib:.0f})",
             f"{row.env_sps:.0f}",
-            f"{100 * ours / row.env_sps:.1f}%", f"{100 * sb3 / row.env_sps:.1f}%",
+            f"{100 * ours / row.env_sps:.1f}%",
+            f"{100 * sb3 / row.env_sps:.1f}%",
             "" if row.collect_sps is None else f"{100 * row.collect_sps / row.env_sps:.1f}%",
         )
     return table
@@ -284,12 +337,24 @@ def learning_table(rows: list[Row]) -> Table | None:
         "of training to the threshold (median over seeds, a run that never reaches it counting as never; solved/seeds)"
     )
     table.add_column("workload")
-    for column in ("steps", "seeds", "ours return", "SB3 return", "ours steps to threshold", "SB3 steps to threshold",
-                   "ours s to threshold", "SB3 s to threshold"):
+    for column in (
+        "steps",
+        "seeds",
+        "ours return",
+        "SB3 return",
+        "ours steps to threshold",
+        "SB3 steps to threshold",
+        "ours s to threshold",
+        "SB3 s to threshold",
+    ):
         table.add_column(column, justify="right")
     for row in learning:
         table.add_row(
-            row.name, _steps_cell(row), str(row.seeds), _median_return(row.ours), _median_return(row.sb3),
+            row.name,
+            _steps_cell(row),
+            str(row.seeds),
+            _median_return(row.ours),
+            _median_return(row.sb3),
             *[_to_threshold(side, measure) for measure in ("steps", "seconds") for side in (row.ours, row.sb3)],
         )
     return table
@@ -300,20 +365,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--workloads", default="all",
+        "--workloads",
+        default="all",
         help="comma-separated, from: " + ", ".join(SUITES) + " (default: all)",
     )
     parser.add_argument(
-        "--steps", type=int, default=None,
+        "--steps",
+        type=int,
+        default=None,
         help="env steps per run for every workload, rounded up to whole rollouts / training phases "
         "(default: each workload's: " + ", ".join(f"{s.name} {s.default_steps}" for s in SUITES.values()) + ")",
     )
     parser.add_argument(
-        "--seeds", type=int, default=None,
-        help="seeds per library (default: 3 for the CartPole PPO workloads, cartpole-solve and minigrid-doorkey, 1 for the others; 1 with --quick)",
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per library (default: 3 for the CartPole PPO workloads, cartpole-solve and minigrid-doorkey, "
+        "1 for the others; 1 with --quick)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries")
-    parser.add_argument("--quick", action="store_true", help="tiny runs (one rollout / a few training phases / 8 rollouts for cartpole-solve): a smoke check")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny runs (one rollout / a few training phases / 8 rollouts for cartpole-solve): a smoke check",
+    )
     args = parser.parse_args(argv)
     names = list(SUITES) if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
     unknown = [n for n in names if n not in SUITES]

@@ -54,7 +54,9 @@ def evaluate_agent(
                 rendered = envs.render()
                 frames.append(np.asarray(rendered[0] if isinstance(rendered, (list, tuple)) else rendered))
             with torch.inference_mode():
-                outputs = agent.act(torch.as_tensor(np.asarray(obs), device=device).to(obs_dtype), deterministic=deterministic)
+                outputs = agent.act(
+                    torch.as_tensor(np.asarray(obs), device=device).to(obs_dtype), deterministic=deterministic
+                )
                 action = agent.env_action(outputs).cpu().numpy()
             obs, reward, terminated, truncated, _ = envs.step(action)
             valid = ~reset_pending

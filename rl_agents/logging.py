@@ -78,7 +78,10 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, float]], bool]:
 
 
 def _formatted(row: dict[str, float]) -> dict[str, str]:
-    return {key: ("" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(value)) for key, value in row.items()}
+    return {
+        key: ("" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(value))
+        for key, value in row.items()
+    }
 
 
 class TensorBoardLogger:

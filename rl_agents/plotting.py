@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def read_curve(csv_path: str | Path, column: str = "episode/return_mean") -> tuple[list[float], list[float]]:

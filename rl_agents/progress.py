@@ -19,7 +19,12 @@ class TrainingProgress:
     """
 
     def __init__(
-        self, total_steps: int, enabled: bool = True, plain: bool = False, plain_interval: float = 10.0, console: Console | None = None
+        self,
+        total_steps: int,
+        enabled: bool = True,
+        plain: bool = False,
+        plain_interval: float = 10.0,
+        console: Console | None = None,
     ):
         self.total_steps = total_steps
         self.enabled = enabled
@@ -31,7 +36,7 @@ class TrainingProgress:
         self._progress: Progress | None = None
         self._task = None
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         self._start = time.perf_counter()
         if self.rich:
             self._progress = Progress(
@@ -59,8 +64,14 @@ class TrainingProgress:
             self._progress.update(self._task, completed=min(step, self.total_steps), speed=speed, ret=ret)
         elif time.perf_counter() - self._last_plain >= self.plain_interval or step >= self.total_steps:
             self._last_plain = time.perf_counter()
-            print(f"step {step}/{self.total_steps}  {speed} steps/s  return {ret}  elapsed {elapsed:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"step {step}/{self.total_steps}  {speed} steps/s  return {ret}  elapsed {elapsed:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)

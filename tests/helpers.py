@@ -38,7 +38,9 @@ class CountingEnv(gym.Env):
         return np.array([self.t, self.episode], dtype=np.float32)
 
 
-def counting_envs(num_envs: int, lengths: list[int], terminate: bool, mode: gym.vector.AutoresetMode) -> gym.vector.SyncVectorEnv:
+def counting_envs(
+    num_envs: int, lengths: list[int], terminate: bool, mode: gym.vector.AutoresetMode
+) -> gym.vector.SyncVectorEnv:
     return gym.vector.SyncVectorEnv(
         [lambda length=length: CountingEnv(length, terminate) for length in lengths[:num_envs]], autoreset_mode=mode
     )
@@ -49,7 +51,9 @@ class ConstantBonus(Agent):
 
     default_name = "bonus"
 
-    def __init__(self, value: float = 1.0, stream: str = "bonus", needs: frozenset[str] = frozenset({"valid"}), **kwargs):
+    def __init__(
+        self, value: float = 1.0, stream: str = "bonus", needs: frozenset[str] = frozenset({"valid"}), **kwargs
+    ):
         super().__init__(**kwargs)
         self.value = value
         self.stream = stream

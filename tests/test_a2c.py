@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from rl_agents.core.agent import EXTRINSIC, CompositionError, EnvContext, RewardStream
 from rl_agents.agents.a2c import A2C
 from rl_agents.agents.rnd import RND
+from rl_agents.core.agent import EXTRINSIC, CompositionError, EnvContext, RewardStream
 from rl_agents.training.trainer import Trainer
 from tests.helpers import bind_standalone
 
@@ -24,7 +24,11 @@ INTRINSIC = RewardStream("intrinsic", gamma=0.9, episodic=False, coef=0.5)
 
 
 def bind_with_streams(agent: A2C, streams: tuple[RewardStream, ...]) -> A2C:
-    agent.bind(EnvContext(VECTOR_OBS, gym.spaces.Discrete(2), 1, torch.device("cpu"), streams, torch.Generator().manual_seed(0)))
+    agent.bind(
+        EnvContext(
+            VECTOR_OBS, gym.spaces.Discrete(2), 1, torch.device("cpu"), streams, torch.Generator().manual_seed(0)
+        )
+    )
     return agent
 
 
@@ -99,7 +103,9 @@ def linear_critic(a2c: A2C, num_streams: int) -> A2C:
     return a2c
 
 
-def rollout(terminated: list[bool], truncated: list[bool], intrinsic: list[float] | None = None) -> dict[str, torch.Tensor]:
+def rollout(
+    terminated: list[bool], truncated: list[bool], intrinsic: list[float] | None = None
+) -> dict[str, torch.Tensor]:
     """A [T=3, N=1] batch with same-step autoreset semantics (every step valid)."""
 
     def column(values: list, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -134,7 +140,9 @@ def rollout(terminated: list[bool], truncated: list[bool], intrinsic: list[float
         ([True, False, False], [False, True, False], [1.0, 12.0, 24.0]),
     ],
 )
-def test_lambda_one_gives_discounted_n_step_returns(terminated: list[bool], truncated: list[bool], expected: list[float]) -> None:
+def test_lambda_one_gives_discounted_n_step_returns(
+    terminated: list[bool], truncated: list[bool], expected: list[float]
+) -> None:
     a2c = linear_critic(bind_standalone(A2C(gamma=GAMMA), VECTOR_OBS, gym.spaces.Discrete(2)), num_streams=1)
     assert a2c.gae_lambda == 1.0
     batch = rollout(terminated, truncated)
@@ -162,11 +170,22 @@ def test_each_stream_gets_its_own_discount_and_episodic_setting_and_coef() -> No
 
 def test_sb3_defaults_and_one_constant_rate_gradient_step_per_rollout() -> None:
     a2c = A2C()
-    assert (a2c.lr, a2c.gamma, a2c.gae_lambda, a2c.ent_coef, a2c.vf_coef, a2c.normalize_advantage) == (7e-4, 0.99, 1.0, 0.0, 0.5, False)
+    assert (a2c.lr, a2c.gamma, a2c.gae_lambda, a2c.ent_coef, a2c.vf_coef, a2c.normalize_advantage) == (
+        7e-4,
+        0.99,
+        1.0,
+        0.0,
+        0.5,
+        False,
+    )
     envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
     trainer = Trainer(envs, [a2c])
     assert vars(trainer.schedule) == {
-        "num_steps": 5, "num_epochs": 1, "num_minibatches": 1, "max_grad_norm": 0.5, "anneal_lr": False,
+        "num_steps": 5,
+        "num_epochs": 1,
+        "num_minibatches": 1,
+        "max_grad_norm": 0.5,
+        "anneal_lr": False,
     }
     trainer.train(3 * 5 * 2, progress=False)
     first_param = trainer.optimizer.param_groups[0]["params"][0]

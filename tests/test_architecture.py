@@ -95,7 +95,7 @@ def find_cycle(graph: dict[str, frozenset[str]]) -> list[str] | None:
                 colour[path.pop()] = black
                 stack.pop()
             elif colour.get(nxt, black) == grey:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif colour.get(nxt, black) == white:
                 colour[nxt] = grey
                 path.append(nxt)
@@ -129,7 +129,10 @@ FORBIDDEN_FOR_AGENTS = ("rl_agents.training", "rl_agents.checkpointing", "rl_age
 def _violations(importers: list[str], allowed) -> list[str]:
     graph = import_graph()
     return [
-        f"{importer} imports {target}" for importer in importers for target in sorted(graph[importer]) if not allowed(importer, target)
+        f"{importer} imports {target}"
+        for importer in importers
+        for target in sorted(graph[importer])
+        if not allowed(importer, target)
     ]
 
 
@@ -162,7 +165,7 @@ def test_core_imports_only_core():
 
 def test_modules_are_small():
     too_long = {}
-    for name, path in modules().items():
+    for path in modules().values():
         relative = path.relative_to(ROOT).as_posix()
         lines = len(path.read_text().splitlines())
         if lines > MAX_LINES and relative not in ALLOWED_LONG:
@@ -180,7 +183,9 @@ def test_modules_are_small():
 # command line on import, so they are left out.
 IMPORT_LAYERS = ("rl_agents.training", "rl_agents.checkpointing", "rl_agents.config", "rl_agents.cli", "rl_agents.core")
 IMPORT_CHECKED = sorted(
-    name for name in modules() if any(in_layer(name, layer) for layer in IMPORT_LAYERS) and not name.endswith(".__main__")
+    name
+    for name in modules()
+    if any(in_layer(name, layer) for layer in IMPORT_LAYERS) and not name.endswith(".__main__")
 )
 
 _IMPORT_SCRIPT = """
@@ -215,11 +220,14 @@ print("RESULTS" + json.dumps(results))
 def import_results() -> dict[str, str | None]:
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_SCRIPT, json.dumps(IMPORT_CHECKED)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS")]
     assert done.returncode == 0 and lines, f"the import check failed:\n{done.stdout}\n{done.stderr}"
-    return json.loads(lines[-1][len("RESULTS"):])
+    return json.loads(lines[-1][len("RESULTS") :])
 
 
 def test_import_check_covers_the_layers():

@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from rl_agents import DQN, PPO, Trainer
-from rl_agents.core.agent import Agent, Batch, DataSpec
+from rl_agents.agents import AGENTS
 from rl_agents.checkpointing import latest_checkpoint
 from rl_agents.cli import main
+from rl_agents.core.agent import Agent, Batch, DataSpec
 from rl_agents.envs import EnvCreationError, EnvError, IndexedEnv, env_factory_of, make_envs
-from rl_agents.agents import AGENTS
 from rl_agents.envs.failures import close_quietly
 from rl_agents.training.errors import NonFiniteError, NonFiniteLossError, NonFiniteObservationError
 from rl_agents.training.trainer import LAST_GOOD_CHECKPOINT
@@ -48,8 +48,12 @@ class FaultyEnv(gym.Env):
     once in this process, whichever env instance gets there first.
     """
 
-    def __init__(self, fault: str = "none", at: int = 3, length: int = 5, once: str | None = None, dtype: type = np.float32):
-        self.observation_space = gym.spaces.Box(-np.inf if dtype == np.float32 else 0, np.inf if dtype == np.float32 else 255, (2,), dtype)
+    def __init__(
+        self, fault: str = "none", at: int = 3, length: int = 5, once: str | None = None, dtype: type = np.float32
+    ):
+        self.observation_space = gym.spaces.Box(
+            -np.inf if dtype == np.float32 else 0, np.inf if dtype == np.float32 else 255, (2,), dtype
+        )
         self.action_space = gym.spaces.Discrete(2)
         self.fault, self.at, self.length, self.once = fault, at, length, once
         self.steps = 0
@@ -96,7 +100,9 @@ class FaultyEnv(gym.Env):
         return np.array([self.t, 0.5], dtype=self.observation_space.dtype)
 
 
-def faulty_envs(fault: str, bad_index: int = 1, num_envs: int = 2, indexed: bool = True, **kwargs) -> gym.vector.SyncVectorEnv:
+def faulty_envs(
+    fault: str, bad_index: int = 1, num_envs: int = 2, indexed: bool = True, **kwargs
+) -> gym.vector.SyncVectorEnv:
     """A sync vector env of FaultyEnvs in which only env ``bad_index`` misbehaves."""
 
     def make(index: int) -> gym.Env:
@@ -147,7 +153,11 @@ def assert_at_boundary_and_savable(trainer: Trainer, directory: Path) -> None:
     assert trainer.collector.step_in_rollout == 0 and not trainer.collector.acted
     assert all_finite(trainer)
     saved = trainer.save(directory)
-    restored = Trainer(faulty_envs("none"), [type(agent)() if not isinstance(agent, Poison) else Poison() for agent in trainer.agents], **SMALL)
+    restored = Trainer(
+        faulty_envs("none"),
+        [type(agent)() if not isinstance(agent, Poison) else Poison() for agent in trainer.agents],
+        **SMALL,
+    )
     restored.load_state(saved)
     assert restored.global_step == trainer.global_step
 
@@ -155,7 +165,9 @@ def assert_at_boundary_and_savable(trainer: Trainer, directory: Path) -> None:
 # ---------------------------------------------------------------------------------------------- 5: loss
 def test_nan_loss_names_the_agent_and_the_term_and_changes_nothing(tmp_path: Path) -> None:
     trainer = Trainer(faulty_envs("none"), [PPO(), Poison(start=5)], **SMALL)  # the 2nd update's 2nd step
-    with pytest.raises(NonFiniteLossError, match=r"agent 'poison' loss term 'bad' is nan \(update 2, step 32\)") as caught:
+    with pytest.raises(
+        NonFiniteLossError, match=r"agent 'poison' loss term 'bad' is nan \(update 2, step 32\)"
+    ) as caught:
         trainer.train(64, progress=False)
     assert "skip_non_finite_updates" in str(caught.value) and caught.value.checkpoint is None
     assert trainer.num_updates == 1  # the failed update is not counted; its first step was finite
@@ -168,7 +180,11 @@ def test_nan_gradient_names_the_agent_whose_parameters_hold_it(max_grad_norm: fl
     trainer.schedule.max_grad_norm = max_grad_norm  # (None as a Trainer argument takes PPO's suggestion)
     trainer.train(16, progress=False)  # one clean update (4 minibatch steps)
     before = params_of(trainer)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite gradient although every loss term is finite: agent 'poison' in weight \(its loss terms: 'bad' = [\d.]+\)") as caught:
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite gradient although every loss term is finite: agent 'poison' in weight "
+        r"\(its loss terms: 'bad' = [\d.]+\)",
+    ) as caught:
         trainer.train(32, progress=False)
     assert "agent 'ppo'" not in str(caught.value)  # PPO's own gradients are finite
     assert all(torch.equal(a, b) for a, b in zip(before, params_of(trainer)))  # nothing applied
@@ -177,14 +193,19 @@ def test_nan_gradient_names_the_agent_whose_parameters_hold_it(max_grad_norm: fl
 
 def test_weighted_sum_overflow_is_reported_with_the_loss_weights() -> None:
     trainer = Trainer(faulty_envs("none"), [PPO(), Poison(start=10**9, loss_weight=math.inf)], **SMALL)
-    with pytest.raises(NonFiniteLossError, match=r"every loss term is finite but their weighted sum is not \(loss weights: .*'poison' inf"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"every loss term is finite but their weighted sum is not \(loss weights: .*'poison' inf",
+    ):
         trainer.train(16, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------- 5: skip
 @pytest.mark.parametrize("kind", ["loss", "grad"])
 def test_skip_non_finite_updates_skips_counts_warns_and_goes_on(kind: str) -> None:
-    trainer = Trainer(faulty_envs("none"), [PPO(), Poison(kind=kind, start=1, stop=3)], skip_non_finite_updates=True, **SMALL)
+    trainer = Trainer(
+        faulty_envs("none"), [PPO(), Poison(kind=kind, start=1, stop=3)], skip_non_finite_updates=True, **SMALL
+    )
     with pytest.warns(RuntimeWarning, match="skipped a minibatch update: non-finite") as caught:
         trainer.train(48, progress=False)
     assert trainer.global_step == 48 and trainer.num_updates == 3
@@ -205,10 +226,14 @@ def test_a_skipped_update_takes_no_optimizer_step() -> None:
 
 def test_off_policy_skips_too_and_averages_only_the_applied_steps() -> None:
     replay = {"learning_starts": 8, "batch_size": 4, "train_frequency": 1, "gradient_steps": 2, "buffer_size": 100}
-    trainer = Trainer(faulty_envs("none"), [DQN(), Poison(start=1, stop=2)], skip_non_finite_updates=True, log_interval=8, **replay)
+    trainer = Trainer(
+        faulty_envs("none"), [DQN(), Poison(start=1, stop=2)], skip_non_finite_updates=True, log_interval=8, **replay
+    )
     with pytest.warns(RuntimeWarning, match="agent 'poison' loss term 'bad' is nan"):
         trainer.train(32, progress=False)
-    assert trainer.learner.skipped_updates == 1 and trainer.learner.total_gradient_steps == 2 * 12  # updates at steps 10, 12, ..., 32
+    assert (
+        trainer.learner.skipped_updates == 1 and trainer.learner.total_gradient_steps == 2 * 12
+    )  # updates at steps 10, 12, ..., 32
     assert trainer.metrics["trainer/skipped_updates"] == 1.0 and all_finite(trainer)
     assert all(math.isfinite(value) for key, value in trainer.metrics.items() if "loss" in key)
 
@@ -216,7 +241,10 @@ def test_off_policy_skips_too_and_averages_only_the_applied_steps() -> None:
 def test_skipping_is_off_by_default() -> None:
     trainer = Trainer(faulty_envs("none"), [PPO()])
     assert trainer.learner.step.skip_non_finite is False and trainer.collector.max_env_restarts == 0
-    assert "trainer/skipped_updates" not in Trainer(faulty_envs("none"), [PPO()], **SMALL).train(16, progress=False).metrics
+    assert (
+        "trainer/skipped_updates"
+        not in Trainer(faulty_envs("none"), [PPO()], **SMALL).train(16, progress=False).metrics
+    )
 
 
 # ---------------------------------------------------------------------------------------------- 5: observations
@@ -245,11 +273,17 @@ def test_hand_written_loop_sees_the_error_before_anything_is_stored_and_can_rest
     obs, reward, terminated, truncated, info = envs.step(trainer.act(obs))
     trainer.observe(obs, reward, terminated, truncated, info)
     bad = envs.step(trainer.act(obs))  # env 0's 2nd step returns a NaN
-    with pytest.raises(NonFiniteObservationError, match=r"of env 0 returned by step at global step 2: element 0 is nan"):
+    with pytest.raises(
+        NonFiniteObservationError, match=r"of env 0 returned by step at global step 2: element 0 is nan"
+    ):
         trainer.observe(*bad)
     assert trainer.collector.step_in_rollout == 1 and trainer.global_step == 2  # nothing of the bad step stored
     obs = trainer.restart_envs()
-    assert trainer.collector.step_in_rollout == 0 and not trainer.collector.acted and trainer.collector.num_env_restarts == 1
+    assert (
+        trainer.collector.step_in_rollout == 0
+        and not trainer.collector.acted
+        and trainer.collector.num_env_restarts == 1
+    )
     for _ in range(8):
         obs, reward, terminated, truncated, info = envs.step(trainer.act(obs))
         trainer.observe(obs, reward, terminated, truncated, info)
@@ -262,7 +296,10 @@ def test_hand_written_loop_sees_the_error_before_anything_is_stored_and_can_rest
     [
         ("step_raises", r"env 1 failed in step: RuntimeError: boom at step 10"),
         ("reset_raises", r"env 1 failed in reset: RuntimeError: reset number 4 failed"),  # an autoreset
-        ("wrong_shape", r"env 1 returned an observation of shape \(3,\) from step; its observation space has shape \(2,\)"),
+        (
+            "wrong_shape",
+            r"env 1 returned an observation of shape \(3,\) from step; its observation space has shape \(2,\)",
+        ),
     ],
 )
 def test_a_failing_env_is_named_and_the_trainer_stays_savable(fault: str, match: str, tmp_path: Path) -> None:
@@ -280,11 +317,16 @@ def test_a_failing_env_is_named_and_the_trainer_stays_savable(fault: str, match:
 def test_wrong_dtype_is_named() -> None:
     env = IndexedEnv(FaultyEnv("wrong_dtype", at=1, dtype=np.uint8), 3)
     env.reset(seed=0)
-    with pytest.raises(EnvError, match=r"env 3 returned an observation of dtype float64 from step; its observation space has dtype uint8"):
+    with pytest.raises(
+        EnvError,
+        match=r"env 3 returned an observation of dtype float64 from step; its observation space has dtype uint8",
+    ):
         env.step(0)
     trainer = Trainer(faulty_envs("none"), [PPO()], **SMALL)
     obs, _ = trainer.envs.reset(seed=0)
-    with pytest.raises(EnvError, match=r"observations passed to act have dtype complex64, which cannot be stored as float32"):
+    with pytest.raises(
+        EnvError, match=r"observations passed to act have dtype complex64, which cannot be stored as float32"
+    ):
         trainer.act(obs.astype(np.complex64))
     with pytest.raises(EnvError, match=r"observations passed to act have shape \(2, 3\); expected \(2, 2\)"):
         trainer.act(np.zeros((2, 3), np.float32))
@@ -292,7 +334,11 @@ def test_wrong_dtype_is_named() -> None:
 
 def test_without_indexed_envs_the_error_says_how_to_get_the_index() -> None:
     trainer = Trainer(faulty_envs("step_raises", indexed=False), [PPO()], **SMALL)
-    with pytest.raises(EnvError, match=r"the vector env failed in step: RuntimeError: boom at step 3 \(to have the failing env named.*IndexedEnv") as caught:
+    with pytest.raises(
+        EnvError,
+        match=r"the vector env failed in step: RuntimeError: boom at step 3 "
+        r"\(to have the failing env named.*IndexedEnv",
+    ) as caught:
         trainer.train(64, progress=False)
     assert caught.value.indices == ()
 
@@ -303,7 +349,9 @@ def test_restart_without_a_factory_resets_the_envs_and_training_reaches_the_end(
     trainer = Trainer(faulty_envs("step_raises", at=11, once=key), [PPO()], max_env_restarts=1, **SMALL)
     assert trainer.collector.env_factory is None
     envs = trainer.envs
-    with pytest.warns(RuntimeWarning, match=r"env 1 failed in step.*restarting the environments \(restart 1 of at most 1\)"):
+    with pytest.warns(
+        RuntimeWarning, match=r"env 1 failed in step.*restarting the environments \(restart 1 of at most 1\)"
+    ):
         trainer.train(64, progress=False)
     assert trainer.envs is envs and trainer.collector.num_env_restarts == 1
     # Env 1 raised in the 5th vector step of the 2nd rollout: its first 4 were discarded, still
@@ -320,7 +368,10 @@ def test_restart_with_a_factory_rebuilds_the_envs_until_the_budget_is_spent(tmp_
         return built[-1]
 
     trainer = Trainer(factory(), [PPO()], max_env_restarts=2, env_factory=factory, **SMALL)
-    with pytest.warns(RuntimeWarning, match="restarting"), pytest.raises(EnvError, match="env 1 failed in step") as caught:
+    with (
+        pytest.warns(RuntimeWarning, match="restarting"),
+        pytest.raises(EnvError, match="env 1 failed in step") as caught,
+    ):
         trainer.train(64, progress=False, save_on_error=tmp_path)
     assert trainer.collector.num_env_restarts == 2 and len(built) == 3 and trainer.envs is built[-1]
     assert built[0].closed and built[1].closed
@@ -382,7 +433,10 @@ def test_with_restarts_training_goes_on_after_an_async_worker_dies() -> None:
 
 
 def test_an_async_worker_that_raises_is_named() -> None:
-    fns = [lambda index=index: IndexedEnv(FaultyEnv("step_raises" if index == 1 else "none", at=3), index) for index in range(2)]
+    fns = [
+        lambda index=index: IndexedEnv(FaultyEnv("step_raises" if index == 1 else "none", at=3), index)
+        for index in range(2)
+    ]
     trainer = Trainer(gym.vector.AsyncVectorEnv(fns), [PPO()], **SMALL)
     try:
         with pytest.raises(EnvError, match="env 1 failed in step: RuntimeError: boom at step 3") as caught:
@@ -399,7 +453,19 @@ def _register(env_id: str, **kwargs) -> str:
     return env_id
 
 
-CLI_SMALL = ["--steps", "64", "--num-envs", "2", "--quiet", "--set", "trainer.num_steps=8", "--set", "trainer.num_epochs=2", "--set", "trainer.num_minibatches=2"]
+CLI_SMALL = [
+    "--steps",
+    "64",
+    "--num-envs",
+    "2",
+    "--quiet",
+    "--set",
+    "trainer.num_steps=8",
+    "--set",
+    "trainer.num_epochs=2",
+    "--set",
+    "trainer.num_minibatches=2",
+]
 
 
 def test_cli_saves_last_good_and_exits_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -408,20 +474,25 @@ def test_cli_saves_last_good_and_exits_with_one_line(tmp_path: Path, capsys: pyt
     code = main(["train", "--env", env_id, "--agents", "ppo", *CLI_SMALL, "--out", str(run)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
-    assert err.startswith("rl-agents: error: training stopped at step 18: non-finite observation of envs 0, 1 returned by step")
+    assert err.startswith(
+        "rl-agents: error: training stopped at step 18: non-finite observation of envs 0, 1 returned by step"
+    )
     assert f"saved to {run / 'checkpoints' / LAST_GOOD_CHECKPOINT}" in err and f"--resume {run}" in err
     assert latest_checkpoint(run / "checkpoints") == run / "checkpoints" / LAST_GOOD_CHECKPOINT
     restored = Trainer.load(run)
     assert restored.global_step == 18 and restored.num_updates == 1  # the partial 2nd rollout was dropped
 
 
-def test_cli_options_skip_bad_updates_and_restart_failed_envs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_options_skip_bad_updates_and_restart_failed_envs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(AGENTS, "poison", Poison)
     _FIRED.discard("cli-restart")
     env_id = _register("RlAgentsTestRaiseOnce-v0", fault="step_raises", at=11, once="cli-restart")
     run = tmp_path / "run"
     code = main(
-        ["train", "--env", env_id, "--agents", "ppo+poison", *CLI_SMALL, "--out", str(run), "--set", "poison.start=2", "--set", "poison.stop=4",
+        ["train", "--env", env_id, "--agents", "ppo+poison", *CLI_SMALL, "--out", str(run),
+         "--set", "poison.start=2", "--set", "poison.stop=4",
          "--set", "trainer.skip_non_finite_updates=true", "--set", "trainer.max_env_restarts=1"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err

@@ -96,7 +96,10 @@ def assert_same_trainer_state(a: Trainer, b: Trainer) -> None:
     np.testing.assert_array_equal(a.collector.episodes.running_return, b.collector.episodes.running_return)
     np.testing.assert_array_equal(a.collector.episodes.running_length, b.collector.episodes.running_length)
     np.testing.assert_array_equal(a.collector.reset_pending, b.collector.reset_pending)
-    assert a.collector.episodes.running_return.dtype == b.collector.episodes.running_return.dtype and a.collector.episodes.running_length.dtype == b.collector.episodes.running_length.dtype
+    assert (
+        a.collector.episodes.running_return.dtype == b.collector.episodes.running_return.dtype
+        and a.collector.episodes.running_length.dtype == b.collector.episodes.running_length.dtype
+    )
 
 
 def rewrite_state(checkpoint: Path, **changes) -> None:
@@ -134,7 +137,9 @@ def fresh_copy(saved: tuple[Trainer, Path], tmp_path: Path) -> Path:
 def test_round_trip_restores_parameters_buffers_optimizer_generator_and_counters(tmp_path: Path, make_agents) -> None:
     original, _, _ = trained(make_agents(), updates=3)
     assert original.optimizer.param_groups[0]["lr"] < original.learner.base_lrs[0]  # annealed: the saved lr matters
-    assert len(original.episodes.returns) > 0 and original.collector.episodes.running_length.any()  # mid-episode accumulators
+    assert (
+        len(original.episodes.returns) > 0 and original.collector.episodes.running_length.any()
+    )  # mid-episode accumulators
     path = original.save(tmp_path / "checkpoints")
     assert path == tmp_path / "checkpoints" / "step_000000096"
 
@@ -224,7 +229,9 @@ def test_train_after_load_continues_the_step_and_update_counters(tmp_path: Path)
 def test_optimizer_kernel_choice_is_the_loading_trainers_own(saved, tmp_path: Path) -> None:
     path = fresh_copy(saved, tmp_path)
     state = json.loads((path / "state.json").read_text())
-    for group in state["state"]["learner"]["optimizer"]["param_groups"]:  # as if saved where only the foreach kernel exists
+    for group in state["state"]["learner"]["optimizer"][
+        "param_groups"
+    ]:  # as if saved where only the foreach kernel exists
         group["hyperparameters"].update(fused=None, foreach=True)
     (path / "state.json").write_text(json.dumps(state))
     trainer = Trainer(cartpole(), [PPO(normalize_obs=True, normalize_reward=True)], **SCHEDULE)
@@ -371,9 +378,17 @@ def test_bad_state_json_is_refused(saved, tmp_path: Path, content: bytes | None,
     [
         (("state", "collector", "global_step"), "96", r"state\.json: collector: key 'global_step' has the wrong type"),
         (("state", "learner", "num_updates"), -1, r"state\.json: learner: key 'num_updates' is negative"),
-        (("state", "collector", "reset_pending"), [False], r"state\.json: collector: reset_pending must hold one bool per env \(2\)"),
+        (
+            ("state", "collector", "reset_pending"),
+            [False],
+            r"state\.json: collector: reset_pending must hold one bool per env \(2\)",
+        ),
         (("state", "run", "num_envs"), 3, r"state\.json: saved with 3 envs, but this trainer has 2"),
-        (("state", "agents", "ppo", "actor.0.weight"), [1.0], r"tensors\.safetensors: holds tensor 'agents/ppo/actor\.0\.weight' that state\.json does not name"),
+        (
+            ("state", "agents", "ppo", "actor.0.weight"),
+            [1.0],
+            r"tensors\.safetensors: holds tensor 'agents/ppo/actor\.0\.weight' that state\.json does not name",
+        ),
         (("version",), 99, r"state\.json: format version 99 is not supported"),
         (("version",), 1, r"state\.json: a checkpoint of the earlier format \(version 1"),
     ],
@@ -441,7 +456,9 @@ def test_a_pickle_posing_as_tensors_file_is_refused_without_being_unpickled(
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("module", sorted(Path(checkpoint_module.__file__).parent.glob("*.py")), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "module", sorted(Path(checkpoint_module.__file__).parent.glob("*.py")), ids=lambda path: path.name
+)
 def test_the_checkpoint_modules_have_no_unpickling_code_path(module: Path) -> None:
     tree = ast.parse(module.read_text())
     imported = {

@@ -15,7 +15,9 @@ TINY = ["--steps", "1024", "--num-envs", "2", "--set", "trainer.num_steps=128", 
 
 
 def rl_agents(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rl_agents.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rl_agents.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,9 @@ def test_train_writes_every_output_and_they_parse(trained_run: Path) -> None:
     rows = list(csv.DictReader((trained_run / "metrics.csv").open()))
     assert len(rows) == 4  # 1024 steps / (2 envs x 128 steps)
     assert float(rows[-1]["global_step"]) == 1024
-    assert {"ppo/loss/policy", "rnd/loss/predictor", "rnd/intrinsic_reward_mean", "ppo/value_loss/intrinsic"} <= rows[-1].keys()
+    assert {"ppo/loss/policy", "rnd/loss/predictor", "rnd/intrinsic_reward_mean", "ppo/value_loss/intrinsic"} <= rows[
+        -1
+    ].keys()
     assert any((trained_run / "tensorboard").glob("events.out.tfevents.*"))
     assert (trained_run / "checkpoints" / "step_000001024" / "tensors.safetensors").is_file()
     with Image.open(trained_run / "learning_curve.png") as image:
@@ -52,7 +56,9 @@ def test_resume_continues_the_step_counter(trained_run: Path, tmp_path: Path) ->
     assert (copy / "checkpoints" / "step_000002048").is_dir()
 
 
-def test_resume_takes_set_overrides_and_refuses_flags_that_would_change_the_run(trained_run: Path, tmp_path: Path) -> None:
+def test_resume_takes_set_overrides_and_refuses_flags_that_would_change_the_run(
+    trained_run: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(trained_run), str(copy)], check=True)
     refused = rl_agents("train", "--resume", str(copy), "--agents", "ppo", "--quiet")
@@ -139,11 +145,24 @@ def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
         ("CartPole-v1", "ppo+icm", ["--set", "trainer.num_steps=64"]),
     ],
 )
-def test_train_runs_every_learner_with_a_bonus_from_the_command_line(env: str, agents: str, settings: list[str], tmp_path: Path) -> None:
+def test_train_runs_every_learner_with_a_bonus_from_the_command_line(
+    env: str, agents: str, settings: list[str], tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     result = rl_agents(
-        "train", "--env", env, "--agents", agents, "--steps", "600", "--quiet", "--set", "trainer.log_interval=200",
-        *settings, "--out", str(run),
+        "train",
+        "--env",
+        env,
+        "--agents",
+        agents,
+        "--steps",
+        "600",
+        "--quiet",
+        "--set",
+        "trainer.log_interval=200",
+        *settings,
+        "--out",
+        str(run),
     )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -162,7 +181,9 @@ def test_a_learner_specific_preset_is_used_and_others_lose_their_schedule() -> N
 
 
 def test_an_on_policy_setting_for_an_off_policy_learner_is_a_one_line_error() -> None:
-    result = rl_agents("train", "--env", "CartPole-v1", "--agents", "dqn", "--set", "trainer.num_epochs=3", "--steps", "100")
+    result = rl_agents(
+        "train", "--env", "CartPole-v1", "--agents", "dqn", "--set", "trainer.num_epochs=3", "--steps", "100"
+    )
     assert result.returncode == 2
     assert "'num_epochs' does not apply: agent 'dqn' trains off-policy" in result.stderr
     assert "Traceback" not in result.stderr

@@ -176,8 +176,13 @@ def env_batch(steps: int, num_envs: int, generator: torch.Generator) -> Batch:
 def test_learner_on_policy_update():
     bonus = ConstantBonus(value=0.5, lr=1e-3)
     learner = Learner(
-        EnvSpaces(OBS_SPACE, gym.spaces.Discrete(2), 2), [PPO(hidden=(8,)), bonus],
-        seed=0, device=CPU, num_steps=4, num_epochs=1, num_minibatches=1,
+        EnvSpaces(OBS_SPACE, gym.spaces.Discrete(2), 2),
+        [PPO(hidden=(8,)), bonus],
+        seed=0,
+        device=CPU,
+        num_steps=4,
+        num_epochs=1,
+        num_minibatches=1,
     )
     ppo = learner.acting
     assert learner.rollout_steps == 4 and not learner.off_policy and learner.replay is None
@@ -208,8 +213,15 @@ def test_learner_on_policy_update():
 
 def test_learner_off_policy_updates():
     learner = Learner(
-        EnvSpaces(OBS_SPACE, gym.spaces.Discrete(2), 2), [DQN(hidden=(8,))],
-        seed=0, device=CPU, learning_starts=8, batch_size=4, train_frequency=2, gradient_steps=1, buffer_size=32,
+        EnvSpaces(OBS_SPACE, gym.spaces.Discrete(2), 2),
+        [DQN(hidden=(8,))],
+        seed=0,
+        device=CPU,
+        learning_starts=8,
+        batch_size=4,
+        train_frequency=2,
+        gradient_steps=1,
+        buffer_size=32,
     )
     dqn = learner.acting
     assert learner.off_policy and learner.rollout_steps == 2 and learner.random_steps == 8

@@ -59,7 +59,9 @@ def test_declared_stream_without_provider_is_refused() -> None:
         def data_spec(self) -> DataSpec:
             return DataSpec()
 
-    with pytest.raises(CompositionError, match=r"reward stream 'bonus' is declared but no agent provides 'reward/bonus'"):
+    with pytest.raises(
+        CompositionError, match=r"reward stream 'bonus' is declared but no agent provides 'reward/bonus'"
+    ):
         Trainer(cartpole(), [PPO(), StreamOnly()])
 
 
@@ -94,14 +96,23 @@ def test_swapping_agent_order_gives_identical_training() -> None:
     params_b, metrics_b = run(True)
     assert all(torch.equal(a, b) for a, b in zip(params_a, params_b))
     volatile = {"charts/steps_per_second", "charts/wall_time"}
-    assert {k: v for k, v in metrics_a.items() if k not in volatile} == {k: v for k, v in metrics_b.items() if k not in volatile}
+    assert {k: v for k, v in metrics_a.items() if k not in volatile} == {
+        k: v for k, v in metrics_b.items() if k not in volatile
+    }
     assert "ppo/value_loss/bonus" in metrics_a and "bonus/bonus_mean" in metrics_a
 
 
 def test_only_declared_keys_are_stored() -> None:
     trainer = Trainer(cartpole(), [PPO()])
     assert "policy_obs" not in trainer.collector.storage
-    assert {"obs", "next_obs", "terminated", "truncated", "valid", "reward/extrinsic"} <= trainer.collector.storage.batch().keys()
+    assert {
+        "obs",
+        "next_obs",
+        "terminated",
+        "truncated",
+        "valid",
+        "reward/extrinsic",
+    } <= trainer.collector.storage.batch().keys()
 
 
 class _TupleActionEnv(gym.Env):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -41,7 +41,7 @@ def make_agent(name: str) -> Agent:
     return cls(**{key: value for key, value in SMALL.items() if key in accepted})
 
 
-@lru_cache(maxsize=None)
+@cache
 def spaces_of(env_id: str) -> tuple[gym.Space, gym.Space]:
     env = gym.make(env_id)
     try:
@@ -50,7 +50,7 @@ def spaces_of(env_id: str) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
-@lru_cache(maxsize=None)
+@cache
 def fits(name: str, env_id: str) -> bool:
     """Whether the acting agent binds to the env's spaces (CompositionError: it does not fit)."""
     try:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rl_agents import A2C, DQN, ICM, PPO, RND, SAC, Trainer
-from rl_agents.training.trainer import resolve_device
+from rl_agents.training.learner import resolve_device
 
 
 def test_auto_device_resolves_to_an_available_one() -> None:
@@ -32,7 +32,12 @@ def test_ppo_and_rnd_train_end_to_end_on_cuda(tmp_path) -> None:
     assert all(p.device.type == "cuda" for p in trainer.optimizer.param_groups[0]["params"])
     assert trainer.num_updates == 3 and "rnd/loss/predictor" in trainer.metrics
     checkpoint = trainer.save(tmp_path)
-    restored = Trainer(gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync"), [PPO(normalize_obs=True), RND()], device="cuda", num_steps=32)
+    restored = Trainer(
+        gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync"),
+        [PPO(normalize_obs=True), RND()],
+        device="cuda",
+        num_steps=32,
+    )
     restored.load_state(checkpoint)
     for a, b in zip(trainer.agents[0].parameters(), restored.agents[0].parameters()):
         assert torch.equal(a, b)
@@ -71,9 +76,27 @@ def test_every_agent_trains_and_resumes_on_cuda(tmp_path, env_id, make_agents, s
 def test_command_line_trains_on_cuda(tmp_path) -> None:
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "rl_agents.cli", "train", "--env", "CartPole-v1", "--agents", "ppo+rnd",
-         "--steps", "2048", "--device", "cuda", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "rl_agents.cli",
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--agents",
+            "ppo+rnd",
+            "--steps",
+            "2048",
+            "--device",
+            "cuda",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert (out / "metrics.csv").exists()

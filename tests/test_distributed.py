@@ -25,12 +25,12 @@ import yaml
 
 from rl_agents import PPO, RND
 from rl_agents.config import ConfigError, config_from_dict, load_preset
+from rl_agents.core.normalize import RunningMeanStd
+from rl_agents.envs import IndexedEnv, make_envs
 from rl_agents.training import make_trainer
 from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
-from rl_agents.training.workers import RolloutWorker, concatenate_columns, merge_worker_moments, moments_of
-from rl_agents.envs import IndexedEnv, make_envs
-from rl_agents.core.normalize import RunningMeanStd
 from rl_agents.training.trainer import Trainer
+from rl_agents.training.workers import RolloutWorker, concatenate_columns, merge_worker_moments, moments_of
 
 RAY_GROUP = pytest.mark.xdist_group("ray")
 
@@ -86,7 +86,11 @@ def test_a_missing_workers_columns_are_invalid_zero_rows() -> None:
 
 def test_distributed_config_keys_are_checked() -> None:
     config = config_from_dict({"distributed": {"workers": 2, "ray_address": "auto", "max_worker_restarts": 1}})
-    assert (config.distributed.workers, config.distributed.ray_address, config.distributed.max_worker_restarts) == (2, "auto", 1)
+    assert (config.distributed.workers, config.distributed.ray_address, config.distributed.max_worker_restarts) == (
+        2,
+        "auto",
+        1,
+    )
     for bad, message in (
         ({"workers": -1}, "distributed.workers must be between 0"),
         ({"workers": "two"}, "distributed.workers: expected int"),
@@ -104,7 +108,9 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ray" else real_find_spec(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "ray" else real_find_spec(name, *args)
+    )
     config = config_from_dict({"distributed": {"workers": 2}})
     with pytest.raises(RayUnavailableError, match=r"pip install 'rl-agents\[ray\]'"):
         make_trainer(config)
@@ -113,11 +119,19 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
 def test_a_worker_in_this_process_collects_the_rollout_and_keeps_its_own_per_env_state() -> None:
     """RolloutWorker without Ray: the learner's weights are loaded, except per-env state (PPO's
     return normalizer's running return is sized by the learner's 4 envs there, 2 here)."""
+
     def agents() -> list:
         return [PPO(normalize_reward=True, normalize_obs=True)]
 
     learner = Trainer(make_envs("CartPole-v1", 4), agents(), seed=3, num_steps=8)
-    worker = RolloutWorker(functools.partial(make_envs, "CartPole-v1", 2), agents, index=1, seed=3, schedule=dict(vars(learner.schedule)), learner_num_envs=4)
+    worker = RolloutWorker(
+        functools.partial(make_envs, "CartPole-v1", 2),
+        agents,
+        index=1,
+        seed=3,
+        schedule=dict(vars(learner.schedule)),
+        learner_num_envs=4,
+    )
     states = {agent.name: agent.state_dict() for agent in learner.agents}
     rollout = worker.collect(states, restarts=0, global_step=0, total_steps=None)
     assert rollout.steps == 16 and rollout.batch["obs"].shape == (8, 2, 4) and rollout.batch["valid"].all()
@@ -180,12 +194,17 @@ def test_the_learner_gets_what_the_single_process_trainer_collects(ray_session: 
     single = Trainer(make_envs("CartPole-v1", 4), agents(), seed=2, num_steps=16)
     single_layout = batch_layout(single)
     single.train(64, progress=False)
-    with DistributedTrainer(functools.partial(make_envs, "CartPole-v1", 2), agents, workers=2, seed=2, num_steps=16) as trainer:
+    with DistributedTrainer(
+        functools.partial(make_envs, "CartPole-v1", 2), agents, workers=2, seed=2, num_steps=16
+    ) as trainer:
         layout = batch_layout(trainer)
         trainer.train(64, progress=False)
     batch = layout.pop("_batch")
     single_layout.pop("_batch")
-    assert layout == single_layout and {"obs", "next_obs", "valid", "action", "logprob", "values", "policy_obs"} <= layout.keys()
+    assert (
+        layout == single_layout
+        and {"obs", "next_obs", "valid", "action", "logprob", "values", "policy_obs"} <= layout.keys()
+    )
     assert trainer.global_step == 64 and trainer.num_updates == 1 and len(trainer.episodes.returns) > 0
     # PPO's observation statistics moved on both workers while acting; merged, they equal one
     # RunningMeanStd fed every observation acted on.
@@ -253,7 +272,9 @@ def record_columns_with_data(trainer: Trainer) -> list[list[bool]]:
     """After each update, which env columns of its batch held any valid row."""
     layout = batch_layout(trainer)
     columns: list[list[bool]] = []
-    trainer.loggers.append(SimpleNamespace(log=lambda step, metrics: columns.append(layout["_batch"]["valid"].any(0).tolist())))
+    trainer.loggers.append(
+        SimpleNamespace(log=lambda step, metrics: columns.append(layout["_batch"]["valid"].any(0).tolist()))
+    )
     return columns
 
 
@@ -266,10 +287,19 @@ def all_collect_after_round_3(columns: list[list[bool]]) -> Any:
 def test_a_worker_that_dies_mid_run_is_restarted_and_training_goes_on(ray_session: Any, tmp_path: Path) -> None:
     marker = str(tmp_path / "exited")
     with DistributedTrainer(
-        functools.partial(exiting_envs, 2, 40, marker), lambda: [PPO()], workers=2, seed=0, num_steps=16, max_worker_restarts=2
+        functools.partial(exiting_envs, 2, 40, marker),
+        lambda: [PPO()],
+        workers=2,
+        seed=0,
+        num_steps=16,
+        max_worker_restarts=2,
     ) as trainer:
         columns = record_columns_with_data(trainer)
-        with pytest.warns(RuntimeWarning, match=r"worker \d failed at step 128 \(.*\); training goes on without its 2 envs until Ray has restarted it"):
+        with pytest.warns(
+            RuntimeWarning,
+            match=r"worker \d failed at step 128 \(.*\); "
+            r"training goes on without its 2 envs until Ray has restarted it",
+        ):
             trainer.train(64 * 1000, progress=False, stop_when=all_collect_after_round_3(columns))
     # Both workers' env 0 gets its 40th call in round 3 (vector step 39); the first to get there ends
     # its process, so that round's update trains without its two columns (invalid rows); the rounds go
@@ -277,7 +307,9 @@ def test_a_worker_that_dies_mid_run_is_restarted_and_training_goes_on(ray_sessio
     assert trainer.num_worker_failures == 1 and os.path.exists(marker)
     assert columns[:2] == [[True] * 4] * 2 and sorted(columns[2]) == [False, False, True, True] and all(columns[-1])
     without = [round_columns for round_columns in columns if not all(round_columns)]
-    assert all(round_columns == columns[2] for round_columns in without) and columns[3 + len(without) - 1:] == [[True] * 4]
+    assert all(round_columns == columns[2] for round_columns in without) and columns[3 + len(without) - 1 :] == [
+        [True] * 4
+    ]
     assert trainer.global_step == 64 * trainer.num_updates - 32 * len(without)
     trainer.save(tmp_path / "checkpoints")  # the learner is whole
 
@@ -288,30 +320,52 @@ def test_a_worker_killed_between_rounds_is_restarted_by_ray_and_rejoins(ray_sess
         if trainer.num_updates == 2:
             ray_session.kill(trainer.worker_handles[0], no_restart=False)
 
-    with DistributedTrainer(functools.partial(make_envs, "CartPole-v1", 2), lambda: [PPO()], workers=2, seed=0, num_steps=16) as trainer:
+    with DistributedTrainer(
+        functools.partial(make_envs, "CartPole-v1", 2), lambda: [PPO()], workers=2, seed=0, num_steps=16
+    ) as trainer:
         columns = record_columns_with_data(trainer)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            trainer.train(64 * 1000, progress=False, on_update=kill_worker_0_at_update_2, stop_when=all_collect_after_round_3(columns))
+            trainer.train(
+                64 * 1000,
+                progress=False,
+                on_update=kill_worker_0_at_update_2,
+                stop_when=all_collect_after_round_3(columns),
+            )
     # Its next call failed (the rounds went on without it until Ray restarted it) or waited for the restart.
     failed = [str(warning.message) for warning in caught if "worker 0 failed" in str(warning.message)]
     assert trainer.num_worker_failures == len(failed) <= 1 and all(columns[-1])
-    assert trainer.global_step == 64 * trainer.num_updates - 32 * sum(not all(round_columns) for round_columns in columns)
+    assert trainer.global_step == 64 * trainer.num_updates - 32 * sum(
+        not all(round_columns) for round_columns in columns
+    )
 
 
 @RAY_GROUP
-def test_more_worker_failures_than_allowed_stop_training_with_the_learner_intact(ray_session: Any, tmp_path: Path) -> None:
+def test_more_worker_failures_than_allowed_stop_training_with_the_learner_intact(
+    ray_session: Any, tmp_path: Path
+) -> None:
     with DistributedTrainer(
-        functools.partial(exiting_envs, 2, 24, None), lambda: [PPO()], workers=2, seed=0, num_steps=16, max_worker_restarts=1
+        functools.partial(exiting_envs, 2, 24, None),
+        lambda: [PPO()],
+        workers=2,
+        seed=0,
+        num_steps=16,
+        max_worker_restarts=1,
     ) as trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            with pytest.raises(WorkerFailureError, match=r"worker \d failed \(.*\); that is 2 worker failures in this run .*more than max_worker_restarts=1") as raised:
+            with pytest.raises(
+                WorkerFailureError,
+                match=r"worker \d failed \(.*\); that is 2 worker failures in this run "
+                r".*more than max_worker_restarts=1",
+            ) as raised:
                 trainer.train(16 * 4 * 10, progress=False, save_on_error=tmp_path / "checkpoints")
         before = [p.detach().clone() for p in trainer.acting.parameters()]
     assert trainer.num_updates == 1  # the round that failed for the second time was not trained on
     assert raised.value.checkpoint is not None and raised.value.checkpoint.name == "last_good"
-    restored = DistributedTrainer(functools.partial(make_envs, "CartPole-v1", 2), lambda: [PPO()], workers=2, seed=0, num_steps=16)
+    restored = DistributedTrainer(
+        functools.partial(make_envs, "CartPole-v1", 2), lambda: [PPO()], workers=2, seed=0, num_steps=16
+    )
     restored.load_state(raised.value.checkpoint)
     assert restored.global_step == trainer.global_step
     for saved, current in zip(restored.acting.parameters(), before):
@@ -320,10 +374,21 @@ def test_more_worker_failures_than_allowed_stop_training_with_the_learner_intact
 
 @RAY_GROUP
 def test_off_policy_rounds_fill_the_learners_replay_buffer_with_every_workers_envs(ray_session: Any) -> None:
-    config = config_from_dict({
-        "env": "CartPole-v1", "agents": "dqn", "seed": 1, "trainer": {"num_envs": 2, "buffer_size": 4096, "learning_starts": 64, "train_frequency": 16, "gradient_steps": 4},
-        "distributed": {"workers": 2},
-    })
+    config = config_from_dict(
+        {
+            "env": "CartPole-v1",
+            "agents": "dqn",
+            "seed": 1,
+            "trainer": {
+                "num_envs": 2,
+                "buffer_size": 4096,
+                "learning_starts": 64,
+                "train_frequency": 16,
+                "gradient_steps": 4,
+            },
+            "distributed": {"workers": 2},
+        }
+    )
     with make_trainer(config) as trainer:
         trainer.train(256, progress=False)
     assert trainer.replay is not None and trainer.replay.num_envs == 4 and len(trainer.replay) == 256
@@ -334,10 +399,37 @@ def test_off_policy_rounds_fill_the_learners_replay_buffer_with_every_workers_en
 def test_the_command_line_trains_with_workers_on_a_running_ray_cluster(ray_session: Any, tmp_path: Path) -> None:
     address = ray_session.get_runtime_context().gcs_address
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "rl_agents.cli", "train", "--env", "CartPole-v1", "--agents", "ppo+rnd", "--steps", "1024", "--num-envs", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "rl_agents.cli",
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--agents",
+        "ppo+rnd",
+        "--steps",
+        "1024",
+        "--num-envs",
+        "2",
+    ]
     result = subprocess.run(
-        [*command, "--set", "trainer.num_steps=64", "--workers", "2", "--ray-address", address, "--quiet", "--out", str(run)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            *command,
+            "--set",
+            "trainer.num_steps=64",
+            "--workers",
+            "2",
+            "--ray-address",
+            address,
+            "--quiet",
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -347,10 +439,31 @@ def test_the_command_line_trains_with_workers_on_a_running_ray_cluster(ray_sessi
     assert {"ppo/loss/policy", "rnd/intrinsic_reward_mean", "episode/return_mean"} <= rows[-1].keys()
     assert (run / "checkpoints" / "step_000001024").is_dir()
     resumed = subprocess.run(
-        [sys.executable, "-m", "rl_agents.cli", "train", "--resume", str(run), "--steps", "1536", "--ray-address", address, "--quiet"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "rl_agents.cli",
+            "train",
+            "--resume",
+            str(run),
+            "--steps",
+            "1536",
+            "--ray-address",
+            address,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert resumed.returncode == 0 and "at step 1024" in resumed.stderr, resumed.stderr
     assert [float(row["global_step"]) for row in csv.DictReader((run / "metrics.csv").open())][-2:] == [1280.0, 1536.0]
-    refused = subprocess.run([sys.executable, "-m", "rl_agents.cli", "train", "--resume", str(run), "--workers", "4"], capture_output=True, text=True, timeout=300, check=False)
+    refused = subprocess.run(
+        [sys.executable, "-m", "rl_agents.cli", "train", "--resume", str(run), "--workers", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert refused.returncode == 2 and "drop --workers" in refused.stderr

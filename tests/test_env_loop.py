@@ -94,7 +94,9 @@ def test_evaluate_runs_whole_episodes_without_moving_normalizer_statistics() -> 
     trainer = Trainer(envs, [ppo], num_steps=16)
     trainer.train(64, progress=False)
     count_before = float(ppo.obs_rms.count)
-    result = trainer.evaluate(3, envs=gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), deterministic=True)
+    result = trainer.evaluate(
+        3, envs=gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), deterministic=True
+    )
     assert len(result.returns) == 3 and all(r >= 8 for r in result.returns)
     assert result.mean == pytest.approx(sum(result.returns) / 3)
     assert float(ppo.obs_rms.count) == count_before and ppo.training

@@ -34,7 +34,9 @@ def test_atari_rewards_are_clipped_and_episode_returns_are_the_game_score() -> N
 
 def test_ppo_trains_on_envpool_and_the_same_seed_gives_the_same_run() -> None:
     def run() -> list[float]:
-        trainer = Trainer(make_envs("HalfCheetah-v5", 2, "envpool"), [PPO()], seed=0, num_steps=64, num_minibatches=4, num_epochs=2)
+        trainer = Trainer(
+            make_envs("HalfCheetah-v5", 2, "envpool"), [PPO()], seed=0, num_steps=64, num_minibatches=4, num_epochs=2
+        )
         trainer.train(2 * 64 * 3, progress=False)
         return [float(p.detach().sum()) for p in trainer.acting.parameters()]
 

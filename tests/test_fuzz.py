@@ -44,6 +44,7 @@ import yaml
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from rl_agents.agents import AGENTS
 from rl_agents.cli.main import _is_user_error, main
 from rl_agents.config import (
     ConfigError,
@@ -54,7 +55,6 @@ from rl_agents.config import (
 )
 from rl_agents.config.schema import MAX_SEED
 from rl_agents.training import make_trainer
-from rl_agents.agents import AGENTS
 
 EXAMPLE_TIME_LIMIT = 60.0  # seconds per example: the slowest legitimate one takes about 3 s (more on a loaded machine)
 
@@ -143,7 +143,10 @@ scalar = st.one_of(
 )
 garbage = st.recursive(
     scalar,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.one_of(text, st.integers(), st.none()), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.one_of(text, st.integers(), st.none()), children, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -165,7 +168,9 @@ def typed_values(annotation: typing.Any, name: str) -> st.SearchStrategy:
             return st.integers(-2, 32)
         return mostly(st.integers(1, 64), st.integers() | extreme_ints)
     if annotation is float:
-        return mostly(st.floats(0.0, 1.0), st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(EXTREME_FLOATS))
+        return mostly(
+            st.floats(0.0, 1.0), st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(EXTREME_FLOATS)
+        )
     if annotation is str:
         return mostly(st.sampled_from(["first", "second"]), text)
     if origin is tuple:
@@ -177,7 +182,11 @@ def agent_options(cls: type) -> dict[str, typing.Any]:
     """An agent's configurable options (keyword-only constructor arguments) with their types."""
     init = cls.__init__
     hints = typing.get_type_hints(init)
-    return {p.name: hints.get(p.name, typing.Any) for p in inspect.signature(init).parameters.values() if p.kind == p.KEYWORD_ONLY}
+    return {
+        p.name: hints.get(p.name, typing.Any)
+        for p in inspect.signature(init).parameters.values()
+        if p.kind == p.KEYWORD_ONLY
+    }
 
 
 OPTIONS = {name: agent_options(cls) for name, cls in AGENTS.items()}
@@ -200,16 +209,76 @@ TRAINER_VALUES: dict[str, st.SearchStrategy] = {
     "n_step": mostly(st.integers(1, 5), st.integers(-3, 0) | st.sampled_from([10**9]) | HUGE_POSITIVE),
 }
 
-GOOD_AGENTS = ["ppo", "a2c", "dqn", "sac", "ppo+rnd", "ppo+icm", "a2c+rnd", "a2c+icm", "dqn+rnd", "dqn+icm", "sac+rnd", "sac+icm", "rnd+ppo", " ppo + rnd "]
-BAD_AGENTS = ["", "+", "ppo+", "++", "rnd", "icm", "rnd+icm", "ppo+sac", "ppo+ppo", "ppo+rnd+icm", "PPO", "rdn", "ppo+rdn", "ppo rnd", "ppo,rnd"]
+GOOD_AGENTS = [
+    "ppo",
+    "a2c",
+    "dqn",
+    "sac",
+    "ppo+rnd",
+    "ppo+icm",
+    "a2c+rnd",
+    "a2c+icm",
+    "dqn+rnd",
+    "dqn+icm",
+    "sac+rnd",
+    "sac+icm",
+    "rnd+ppo",
+    " ppo + rnd ",
+]
+BAD_AGENTS = [
+    "",
+    "+",
+    "ppo+",
+    "++",
+    "rnd",
+    "icm",
+    "rnd+icm",
+    "ppo+sac",
+    "ppo+ppo",
+    "ppo+rnd+icm",
+    "PPO",
+    "rdn",
+    "ppo+rdn",
+    "ppo rnd",
+    "ppo,rnd",
+]
 CHEAP_ENVS = ["CartPole-v1", "Pendulum-v1"]
 ODD_ENVS = [
-    "NoSuchEnv-v0", "", "cartpole", "CartPole", "CartPole-v99", " CartPole-v1", "CartPole-v1\n", "ALE/NoSuchGame-v5",
-    "MiniGrid-NoSuch-v0", "LunarLander-v3", "CarRacing-v3", "Blackjack-v1", "FrozenLake-v1", "Taxi-v3",
-    "MountainCarContinuous-v0", "Acrobot-v1", "[/]", "CartPole-v1[/]",
+    "NoSuchEnv-v0",
+    "",
+    "cartpole",
+    "CartPole",
+    "CartPole-v99",
+    " CartPole-v1",
+    "CartPole-v1\n",
+    "ALE/NoSuchGame-v5",
+    "MiniGrid-NoSuch-v0",
+    "LunarLander-v3",
+    "CarRacing-v3",
+    "Blackjack-v1",
+    "FrozenLake-v1",
+    "Taxi-v3",
+    "MountainCarContinuous-v0",
+    "Acrobot-v1",
+    "[/]",
+    "CartPole-v1[/]",
 ]
 DEVICES = ["cpu", "auto"]
-ODD_DEVICES = ["cuda", "cuda:0", "cuda:99", "cuda:-1", "CPU", "gpu", "meta", "mps", "", "cpu:0", "cpu:1", "xla", "cpu, cuda"]
+ODD_DEVICES = [
+    "cuda",
+    "cuda:0",
+    "cuda:99",
+    "cuda:-1",
+    "CPU",
+    "gpu",
+    "meta",
+    "mps",
+    "",
+    "cpu:0",
+    "cpu:1",
+    "xla",
+    "cpu, cuda",
+]
 
 
 def agent_names_in(spec: typing.Any) -> list[str]:
@@ -239,14 +308,34 @@ def trainer_sections(draw: st.DrawFn) -> dict[str, typing.Any]:
 
 
 ON_POLICY_FIELDS = ["num_steps", "num_epochs", "num_minibatches", "max_grad_norm", "anneal_lr"]
-OFF_POLICY_FIELDS = ["buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps", "target_update_interval", "tau", "n_step", "max_grad_norm"]
+OFF_POLICY_FIELDS = [
+    "buffer_size",
+    "batch_size",
+    "learning_starts",
+    "train_frequency",
+    "gradient_steps",
+    "target_update_interval",
+    "tau",
+    "n_step",
+    "max_grad_norm",
+]
 SHARED_FIELDS = ["num_envs", "log_interval"]
 USUAL_TRAINER_VALUES: dict[str, st.SearchStrategy] = {
-    "num_envs": st.integers(1, 3), "log_interval": st.integers(0, 1000), "num_steps": st.integers(1, 64),
-    "num_epochs": st.integers(1, 4), "num_minibatches": st.integers(1, 8), "max_grad_norm": st.none() | st.floats(0.01, 10),
-    "anneal_lr": st.booleans(), "buffer_size": st.integers(1, 10**6), "batch_size": st.integers(1, 256),
-    "learning_starts": st.integers(0, 1000), "train_frequency": st.integers(1, 64), "gradient_steps": st.integers(1, 8),
-    "target_update_interval": st.integers(1, 100), "tau": st.floats(0.001, 1.0), "n_step": st.integers(1, 5),
+    "num_envs": st.integers(1, 3),
+    "log_interval": st.integers(0, 1000),
+    "num_steps": st.integers(1, 64),
+    "num_epochs": st.integers(1, 4),
+    "num_minibatches": st.integers(1, 8),
+    "max_grad_norm": st.none() | st.floats(0.01, 10),
+    "anneal_lr": st.booleans(),
+    "buffer_size": st.integers(1, 10**6),
+    "batch_size": st.integers(1, 256),
+    "learning_starts": st.integers(0, 1000),
+    "train_frequency": st.integers(1, 64),
+    "gradient_steps": st.integers(1, 8),
+    "target_update_interval": st.integers(1, 100),
+    "tau": st.floats(0.001, 1.0),
+    "n_step": st.integers(1, 5),
 }
 
 
@@ -335,7 +424,7 @@ def check_config(raw: typing.Any) -> bool:
     assert config_from_dict(stored) == config
     try:
         trainer = make_trainer(config)
-    except Exception as error:  # noqa: BLE001 - the property: only the library's user errors
+    except Exception as error:
         assert _is_user_error(error), f"{type(error).__name__}: {error}"
         assert one_line(str(error)), repr(str(error))
         note_event(f"refused by make_trainer: {type(error).__name__}")
@@ -438,7 +527,10 @@ class Outcome:
     seconds: float = 0.0
 
     def describe(self) -> str:
-        return f"argv={self.argv!r}\nexit status: {self.code!r}\nstdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-3000:]}"
+        return (
+            f"argv={self.argv!r}\nexit status: {self.code!r}\n"
+            f"stdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-3000:]}"
+        )
 
     def category(self) -> str:
         """For hypothesis' statistics (pytest --hypothesis-show-statistics): what kind of outcome."""
@@ -492,7 +584,12 @@ def run_subprocess(argv: list[str], cwd: Path) -> Outcome:
     start = time.perf_counter()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "rl_agents.cli", *argv], check=False, cwd=cwd, env=env, capture_output=True, text=True,
+            [sys.executable, "-m", "rl_agents.cli", *argv],
+            check=False,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=EXAMPLE_TIME_LIMIT + 20,  # + interpreter start-up
         )
     except subprocess.TimeoutExpired as expired:
@@ -516,8 +613,24 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained run (``run``) and broken run directories, shared by the command-line examples."""
     root = tmp_path_factory.mktemp("fuzz")
     outcome = run_in_process(
-        ["train", "--env", "CartPole-v1", "--agents", "ppo", "--steps", "128", "--num-envs", "2",
-         "--set", "trainer.num_steps=32", "--set", "ppo.hidden=[16]", "--quiet", "--out", str(root / "run")],
+        [
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--agents",
+            "ppo",
+            "--steps",
+            "128",
+            "--num-envs",
+            "2",
+            "--set",
+            "trainer.num_steps=32",
+            "--set",
+            "ppo.hidden=[16]",
+            "--quiet",
+            "--out",
+            str(root / "run"),
+        ],
         root,
     )
     assert outcome.code == 0, outcome.describe()
@@ -561,7 +674,9 @@ class Invocation:
 # ---------------------------------------------------------------------------- pieces of command lines
 def flag(name: str, values: st.SearchStrategy) -> st.SearchStrategy:
     """``[--name, value]`` or ``[--name=value]``."""
-    return st.tuples(values, st.integers(0, 4)).map(lambda pair: [f"{name}={pair[0]}"] if pair[1] == 0 else [name, pair[0]])
+    return st.tuples(values, st.integers(0, 4)).map(
+        lambda pair: [f"{name}={pair[0]}"] if pair[1] == 0 else [name, pair[0]]
+    )
 
 
 def numbers_as_text(low: int, high: int) -> st.SearchStrategy:
@@ -569,18 +684,36 @@ def numbers_as_text(low: int, high: int) -> st.SearchStrategy:
 
 
 # (usual values, odd values) per flag
-STEPS = (numbers_as_text(1, 256) | st.sampled_from(["1e2", "2.56e2", "64.0", " 32 ", "1_00"]),
-         st.sampled_from(["0", "-5", "abc", "1.5", "nan", "inf", "-inf", "", "1e400", "0x10", "1e-3"]))
-SEEDS = (numbers_as_text(0, MAX_SEED), st.sampled_from(["-1", "-3", str(MAX_SEED + 1), str(2**64), str(10**30), "x", "1.0", ""]))
+STEPS = (
+    numbers_as_text(1, 256) | st.sampled_from(["1e2", "2.56e2", "64.0", " 32 ", "1_00"]),
+    st.sampled_from(["0", "-5", "abc", "1.5", "nan", "inf", "-inf", "", "1e400", "0x10", "1e-3"]),
+)
+SEEDS = (
+    numbers_as_text(0, MAX_SEED),
+    st.sampled_from(["-1", "-3", str(MAX_SEED + 1), str(2**64), str(10**30), "x", "1.0", ""]),
+)
 NUM_ENVS = (numbers_as_text(1, 3), st.sampled_from(["0", "-3", "x", "1e3", "1000000000", str(2**63)]))
 # (more than one thread is valid, but on a loaded 2-core CI machine torch's spinning threads make a
 # 2-second example take 20: a performance setting, left out)
 THREADS = (st.just("1"), st.sampled_from(["0", "-1", "x", "1025", "1000000", str(2**40), "1.5"]))
 CHECKPOINTS = (st.sampled_from(["1", "3", "1000", "0", "-2"]), st.sampled_from(["x", "", "1.5"]))
 AGENT_FLAG = (st.sampled_from(GOOD_AGENTS), st.sampled_from(BAD_AGENTS) | text)
-TRAIN_ENVS = (st.sampled_from(["CartPole-v1", "CartPole-v1", "Pendulum-v1", "Acrobot-v1"]), st.sampled_from(ODD_ENVS) | text)
+TRAIN_ENVS = (
+    st.sampled_from(["CartPole-v1", "CartPole-v1", "Pendulum-v1", "Acrobot-v1"]),
+    st.sampled_from(ODD_ENVS) | text,
+)
 ANY_ENVS = (
-    st.sampled_from(["CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MiniGrid-DoorKey-8x8-v0", "BreakoutNoFrameskip-v4", "InvertedPendulum-v5", "ALE/Pong-v5"]),
+    st.sampled_from(
+        [
+            "CartPole-v1",
+            "Pendulum-v1",
+            "MountainCar-v0",
+            "MiniGrid-DoorKey-8x8-v0",
+            "BreakoutNoFrameskip-v4",
+            "InvertedPendulum-v5",
+            "ALE/Pong-v5",
+        ]
+    ),
     st.sampled_from(ODD_ENVS) | text,
 )
 DEVICE_FLAG = (st.sampled_from(["cpu", "auto"]), st.sampled_from(["cuda", "gpu", "", "CPU"]))
@@ -601,21 +734,122 @@ def pick(values: tuple[st.SearchStrategy, st.SearchStrategy], clean: bool) -> st
 
 # --set: keys that exist and keys that do not; values kept small where they would lengthen a training.
 OVERRIDE_KEYS = [
-    "ppo.lr", "ppo.ent_coef", "ppo.hidden", "ppo.gamma", "ppo.target_kl", "ppo.normalize_obs", "ppo.name",
-    "rnd.int_coef", "rnd.update_proportion", "rnd.feature_dim", "rnd.hidden", "icm.beta", "icm.head_hidden",
-    "dqn.final_epsilon", "dqn.exploration_steps", "dqn.double", "sac.alpha", "sac.hidden", "sac.critic_lr", "a2c.lr",
-    "trainer.num_envs", "trainer.num_steps", "trainer.num_epochs", "trainer.num_minibatches", "trainer.max_grad_norm",
-    "trainer.anneal_lr", "trainer.vectorization", "trainer.tau", "trainer.buffer_size", "trainer.batch_size",
-    "trainer.learning_starts", "trainer.train_frequency", "trainer.gradient_steps", "trainer.n_step",
-    "trainer.target_update_interval", "trainer.log_interval", "seed", "steps", "env", "agents", "device",
-    "trainer", "ppo", "rnd", "a.b.c", "", ".", "ppo.", ".lr", "nosuch", "ppo.nosuch", "trainer.nosuch", " ppo.lr ", "ppo..lr",
+    "ppo.lr",
+    "ppo.ent_coef",
+    "ppo.hidden",
+    "ppo.gamma",
+    "ppo.target_kl",
+    "ppo.normalize_obs",
+    "ppo.name",
+    "rnd.int_coef",
+    "rnd.update_proportion",
+    "rnd.feature_dim",
+    "rnd.hidden",
+    "icm.beta",
+    "icm.head_hidden",
+    "dqn.final_epsilon",
+    "dqn.exploration_steps",
+    "dqn.double",
+    "sac.alpha",
+    "sac.hidden",
+    "sac.critic_lr",
+    "a2c.lr",
+    "trainer.num_envs",
+    "trainer.num_steps",
+    "trainer.num_epochs",
+    "trainer.num_minibatches",
+    "trainer.max_grad_norm",
+    "trainer.anneal_lr",
+    "trainer.vectorization",
+    "trainer.tau",
+    "trainer.buffer_size",
+    "trainer.batch_size",
+    "trainer.learning_starts",
+    "trainer.train_frequency",
+    "trainer.gradient_steps",
+    "trainer.n_step",
+    "trainer.target_update_interval",
+    "trainer.log_interval",
+    "seed",
+    "steps",
+    "env",
+    "agents",
+    "device",
+    "trainer",
+    "ppo",
+    "rnd",
+    "a.b.c",
+    "",
+    ".",
+    "ppo.",
+    ".lr",
+    "nosuch",
+    "ppo.nosuch",
+    "trainer.nosuch",
+    " ppo.lr ",
+    "ppo..lr",
 ]
-SMALL_MAX = {"trainer.num_envs": 3, "trainer.num_epochs": 4, "trainer.gradient_steps": 4, "trainer.num_minibatches": 8, "trainer.n_step": 5, "steps": 256}
-SAFE_HUGE_KEYS = ["seed", "trainer.num_envs", "trainer.learning_starts", "dqn.exploration_steps", "ppo.lr", "ppo.ent_coef", "trainer.tau", "rnd.update_proportion", "sac.alpha"]
+SMALL_MAX = {
+    "trainer.num_envs": 3,
+    "trainer.num_epochs": 4,
+    "trainer.gradient_steps": 4,
+    "trainer.num_minibatches": 8,
+    "trainer.n_step": 5,
+    "steps": 256,
+}
+SAFE_HUGE_KEYS = [
+    "seed",
+    "trainer.num_envs",
+    "trainer.learning_starts",
+    "dqn.exploration_steps",
+    "ppo.lr",
+    "ppo.ent_coef",
+    "trainer.tau",
+    "rnd.update_proportion",
+    "sac.alpha",
+]
 YAMLISH = [
-    "", "abc", "null", "~", "true", "no", "nan", ".nan", ".inf", "-.inf", "[1, 2]", "[]", "[-1]", "[0]", "{a: 1}", "{}", "[", "{", "'",
-    '"', ":", "- a", "2020-13-45", "2020-01-01", "=", "a=b", "!!binary aGk=", "!!python/object:os.system {}", "&a [*a]",
-    "0x10", "0o7", "1_0", "0.5", "1e-3", "-0.0", "sync", "async", "CartPole-v1", "ppo+rnd", "cpu", "[" * 300 + "]" * 300,
+    "",
+    "abc",
+    "null",
+    "~",
+    "true",
+    "no",
+    "nan",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "[1, 2]",
+    "[]",
+    "[-1]",
+    "[0]",
+    "{a: 1}",
+    "{}",
+    "[",
+    "{",
+    "'",
+    '"',
+    ":",
+    "- a",
+    "2020-13-45",
+    "2020-01-01",
+    "=",
+    "a=b",
+    "!!binary aGk=",
+    "!!python/object:os.system {}",
+    "&a [*a]",
+    "0x10",
+    "0o7",
+    "1_0",
+    "0.5",
+    "1e-3",
+    "-0.0",
+    "sync",
+    "async",
+    "CartPole-v1",
+    "ppo+rnd",
+    "cpu",
+    "[" * 300 + "]" * 300,
 ]
 
 
@@ -623,17 +857,38 @@ YAMLISH = [
 def overrides(draw: st.DrawFn) -> str:
     choice = draw(st.integers(0, 9))
     if choice == 0:
-        return draw(st.sampled_from(["a.b.c=1", "ppo.lr=abc", "=", "trainer.num_envs=-3", "novalue", "ppo.lr", "==", "ppo.lr==1", ".=1", "trainer=5"]))
+        return draw(
+            st.sampled_from(
+                [
+                    "a.b.c=1",
+                    "ppo.lr=abc",
+                    "=",
+                    "trainer.num_envs=-3",
+                    "novalue",
+                    "ppo.lr",
+                    "==",
+                    "ppo.lr==1",
+                    ".=1",
+                    "trainer=5",
+                ]
+            )
+        )
     if choice == 1:  # (never a longer training)
         return draw(text.filter(lambda token: not token.strip().startswith(("steps", "trainer"))))
     if choice == 2:
-        return f"{draw(st.sampled_from(SAFE_HUGE_KEYS))}={draw(st.sampled_from(['1e400', '-1e400', str(10**30), '1' + '0' * 5000, str(2**63), '1e9', '-1e9']))}"
+        huge_key = draw(st.sampled_from(SAFE_HUGE_KEYS))
+        huge_value = draw(
+            st.sampled_from(["1e400", "-1e400", str(10**30), "1" + "0" * 5000, str(2**63), "1e9", "-1e9"])
+        )
+        return f"{huge_key}={huge_value}"
     key = draw(st.sampled_from(OVERRIDE_KEYS))
-    value = draw(st.one_of(
-        st.integers(-3, SMALL_MAX.get(key, 64)).map(str),
-        st.floats(-2, 2).map(repr),
-        st.sampled_from(YAMLISH),
-    ))
+    value = draw(
+        st.one_of(
+            st.integers(-3, SMALL_MAX.get(key, 64)).map(str),
+            st.floats(-2, 2).map(repr),
+            st.sampled_from(YAMLISH),
+        )
+    )
     return f"{key}={value}"
 
 
@@ -642,7 +897,10 @@ def config_files(draw: st.DrawFn) -> tuple[str, dict[str, bytes | str]]:
     """A positional config argument and the files it needs."""
     kind = draw(st.integers(0, 5))
     if kind == 0:
-        return draw(st.sampled_from(["{tmp}/missing.yaml", "{tmp}", "{ws}/a_file.txt", "{tmp}/sub/../missing.yaml", ""]) | name_text), {}
+        return draw(
+            st.sampled_from(["{tmp}/missing.yaml", "{tmp}", "{ws}/a_file.txt", "{tmp}/sub/../missing.yaml", ""])
+            | name_text
+        ), {}
     if kind in (1, 2):  # a sensible config file (with a few wrong entries sometimes)
         content = {
             "env": draw(st.sampled_from(["CartPole-v1", "Pendulum-v1"])),
@@ -651,19 +909,52 @@ def config_files(draw: st.DrawFn) -> tuple[str, dict[str, bytes | str]]:
             "trainer": {"num_envs": draw(st.integers(1, 2))},
         }
         if draw(st.booleans()):
-            values = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), text)  # YAML can write
-            content.update(draw(st.dictionaries(st.sampled_from(["seed", "device", "trainer", "ppo", "nosuch", "steps"]), values, max_size=2)))
+            values = st.one_of(
+                st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), text
+            )  # YAML can write
+            content.update(
+                draw(
+                    st.dictionaries(
+                        st.sampled_from(["seed", "device", "trainer", "ppo", "nosuch", "steps"]), values, max_size=2
+                    )
+                )
+            )
         return "{tmp}/config.yaml", {"config.yaml": yaml.safe_dump(content)}
-    broken = draw(st.one_of(
-        st.sampled_from([
-            "5", "[1, 2]", "- a\n- b\n", "env: [\n", "{", "}", "env: CartPole-v1\n\tsteps: 3\n", "trainer: 5\n", "trainer:\n",
-            "ppo: [1]\n", "!!python/object:os.system {}\n", "a: &a [*a]\n", "steps: 2020-13-45\n", "seed: 1" + "0" * 5000 + "\n",
-            "[" * 2000 + "]" * 2000, "\x00", "'", "env: CartPole-v1\nenv: Pendulum-v1\n", "? [a, b]\n: 1\n", "%YAML 9.9\n---\na: 1\n",
-            "agents: ppo\nppo:\n  hidden: [-1]\n", "agents: sac\n", "steps: -1\n", "device: cuda\n", "trainer: {num_envs: 0}\n",
-        ]),
-        text,
-        st.binary(max_size=20),
-    ))
+    broken = draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "5",
+                    "[1, 2]",
+                    "- a\n- b\n",
+                    "env: [\n",
+                    "{",
+                    "}",
+                    "env: CartPole-v1\n\tsteps: 3\n",
+                    "trainer: 5\n",
+                    "trainer:\n",
+                    "ppo: [1]\n",
+                    "!!python/object:os.system {}\n",
+                    "a: &a [*a]\n",
+                    "steps: 2020-13-45\n",
+                    "seed: 1" + "0" * 5000 + "\n",
+                    "[" * 2000 + "]" * 2000,
+                    "\x00",
+                    "'",
+                    "env: CartPole-v1\nenv: Pendulum-v1\n",
+                    "? [a, b]\n: 1\n",
+                    "%YAML 9.9\n---\na: 1\n",
+                    "agents: ppo\nppo:\n  hidden: [-1]\n",
+                    "agents: sac\n",
+                    "steps: -1\n",
+                    "device: cuda\n",
+                    "trainer: {num_envs: 0}\n",
+                ]
+            ),
+            text,
+            st.binary(max_size=20),
+        )
+    )
     return "{tmp}/bad.yaml", {"bad.yaml": broken}
 
 
@@ -672,21 +963,47 @@ JUNK_TOKENS = st.one_of(
     text.filter(lambda token: not token.startswith("-")),
 )
 # A flag without its value is put last, so that no later token can become its value.
-MISSING_VALUE = st.sampled_from([["--steps"], ["--ste"], ["--set"], ["--out"], ["--agents"], ["--env"], ["--seed"], ["--episodes"], ["--metric"], ["--smooth"]])
+MISSING_VALUE = st.sampled_from(
+    [
+        ["--steps"],
+        ["--ste"],
+        ["--set"],
+        ["--out"],
+        ["--agents"],
+        ["--env"],
+        ["--seed"],
+        ["--episodes"],
+        ["--metric"],
+        ["--smooth"],
+    ]
+)
 
 
 @st.composite
 def train_invocations(draw: st.DrawFn) -> Invocation:
     clean = draw(st.booleans())  # half the time a command line that could well have been meant
     groups: list[list[str]] = [draw(flag("--steps", pick(STEPS, clean)))]
-    out = draw(st.one_of(
-        st.just("{tmp}/run"), st.just("{tmp}/run"), st.just("{tmp}/run"),
-        name_text.map(lambda name: "{tmp}/" + name),
-        st.sampled_from(["{ws}/a_file.txt", "{ws}/a_file.txt/sub", "", "{ws}/run", "{tmp}/[/]", "{tmp}/:smile: [bold]x"]),
-    ))
+    out = draw(
+        st.one_of(
+            st.just("{tmp}/run"),
+            st.just("{tmp}/run"),
+            st.just("{tmp}/run"),
+            name_text.map(lambda name: "{tmp}/" + name),
+            st.sampled_from(
+                ["{ws}/a_file.txt", "{ws}/a_file.txt/sub", "", "{ws}/run", "{tmp}/[/]", "{tmp}/:smile: [bold]x"]
+            ),
+        )
+    )
     groups.append(["--out", out] if out else ["--out="])
-    for name, values in (("--agents", AGENT_FLAG), ("--env", TRAIN_ENVS), ("--seed", SEEDS), ("--device", DEVICE_FLAG),
-                         ("--num-envs", NUM_ENVS), ("--checkpoints", CHECKPOINTS), ("--threads", THREADS)):
+    for name, values in (
+        ("--agents", AGENT_FLAG),
+        ("--env", TRAIN_ENVS),
+        ("--seed", SEEDS),
+        ("--device", DEVICE_FLAG),
+        ("--num-envs", NUM_ENVS),
+        ("--checkpoints", CHECKPOINTS),
+        ("--threads", THREADS),
+    ):
         if draw(st.booleans()):
             groups.append(draw(flag(name, pick(values, clean))))
     if draw(st.booleans()):
@@ -697,7 +1014,14 @@ def train_invocations(draw: st.DrawFn) -> Invocation:
         token, files = draw(config_files())
         groups.append([token])
     if draw(st.integers(0, 9)) == 0:
-        groups.append(["--resume", draw(st.sampled_from(["{copy}", "{copy}", "{tmp}/nosuch", "{tmp}", "{ws}/bad_config", "{ws}/a_file.txt"]))])
+        groups.append(
+            [
+                "--resume",
+                draw(
+                    st.sampled_from(["{copy}", "{copy}", "{tmp}/nosuch", "{tmp}", "{ws}/bad_config", "{ws}/a_file.txt"])
+                ),
+            ]
+        )
     if not clean and draw(st.integers(0, 3)) == 0:
         groups += [[token] for token in draw(st.lists(JUNK_TOKENS, min_size=1, max_size=2))]
     argv = ["train"] + [token for group in draw(st.permutations(groups)) for token in group]
@@ -716,7 +1040,18 @@ def describe_invocations(draw: st.DrawFn) -> Invocation:
         groups.append(draw(flag("--env", pick(ANY_ENVS, clean))))
     groups += [["--set", value] for value in draw(st.lists(USUAL_OVERRIDES if clean else overrides(), max_size=3))]
     if not clean and draw(st.booleans()):
-        groups.append(["--set", draw(st.sampled_from(["trainer.num_steps", "trainer.buffer_size", "trainer.batch_size", "trainer.gradient_steps"])) + "=" + draw(st.sampled_from([str(2**62), str(10**30), "1" + "0" * 5000]))])
+        groups.append(
+            [
+                "--set",
+                draw(
+                    st.sampled_from(
+                        ["trainer.num_steps", "trainer.buffer_size", "trainer.batch_size", "trainer.gradient_steps"]
+                    )
+                )
+                + "="
+                + draw(st.sampled_from([str(2**62), str(10**30), "1" + "0" * 5000])),
+            ]
+        )
     files: dict[str, bytes | str] = {}
     if draw(st.integers(0, 2)) == 0:
         token, files = draw(config_files())
@@ -729,7 +1064,12 @@ def describe_invocations(draw: st.DrawFn) -> Invocation:
     return Invocation(argv, files)
 
 
-RUN_DIRS = (st.just("{ws}/run"), st.sampled_from(["{tmp}/nosuch", "{tmp}", "{ws}/bad_config", "{ws}/bad_metrics", "{ws}/list_config", "{ws}/a_file.txt", ""]))
+RUN_DIRS = (
+    st.just("{ws}/run"),
+    st.sampled_from(
+        ["{tmp}/nosuch", "{tmp}", "{ws}/bad_config", "{ws}/bad_metrics", "{ws}/list_config", "{ws}/a_file.txt", ""]
+    ),
+)
 
 
 @st.composite
@@ -737,11 +1077,18 @@ def eval_invocations(draw: st.DrawFn) -> Invocation:
     clean = draw(st.booleans())
     groups: list[list[str]] = [[draw(pick(RUN_DIRS, clean))]]
     video = draw(st.integers(0, 5)) == 0
-    episodes = numbers_as_text(1, 2) if video else pick((numbers_as_text(1, 5), st.sampled_from(["0", "-1", "x", "1.5", ""])), clean)
+    episodes = (
+        numbers_as_text(1, 2)
+        if video
+        else pick((numbers_as_text(1, 5), st.sampled_from(["0", "-1", "x", "1.5", ""])), clean)
+    )
     if draw(st.booleans()) or video:
         groups.append(draw(flag("--episodes", episodes)))
     if video:
-        usual, odd = st.sampled_from(["{tmp}/v.gif", "{tmp}/sub/v.GIF"]), st.sampled_from(["{tmp}/v.txt", "{tmp}/v", "{ws}/a_file.txt/v.gif", "{tmp}/v.mp4"])
+        usual, odd = (
+            st.sampled_from(["{tmp}/v.gif", "{tmp}/sub/v.GIF"]),
+            st.sampled_from(["{tmp}/v.txt", "{tmp}/v", "{ws}/a_file.txt/v.gif", "{tmp}/v.mp4"]),
+        )
         groups.append(["--video", draw(pick((usual, odd), clean))])
     if draw(st.booleans()):
         groups.append(["--deterministic"])
@@ -759,13 +1106,22 @@ def eval_invocations(draw: st.DrawFn) -> Invocation:
 @st.composite
 def plot_invocations(draw: st.DrawFn) -> Invocation:
     clean = draw(st.booleans())
-    groups: list[list[str]] = [[run] for run in draw(st.lists(pick(RUN_DIRS, clean), min_size=1 if clean else 0, max_size=3))]
+    groups: list[list[str]] = [
+        [run] for run in draw(st.lists(pick(RUN_DIRS, clean), min_size=1 if clean else 0, max_size=3))
+    ]
     if draw(st.booleans()):
-        usual = st.sampled_from(["{tmp}/c.png", "{tmp}/c.svg", "{tmp}/sub/c.png", "{tmp}/c.PNG", "{tmp}/c.pdf"]) | name_text.map(lambda name: "{tmp}/" + name + ".png")
-        odd = st.sampled_from(["{tmp}/c.xyz", "{tmp}/c", "{ws}/a_file.txt/c.png", "{tmp}", ""]) | name_text.map(lambda name: "{tmp}/" + name)
+        usual = st.sampled_from(
+            ["{tmp}/c.png", "{tmp}/c.svg", "{tmp}/sub/c.png", "{tmp}/c.PNG", "{tmp}/c.pdf"]
+        ) | name_text.map(lambda name: "{tmp}/" + name + ".png")
+        odd = st.sampled_from(["{tmp}/c.xyz", "{tmp}/c", "{ws}/a_file.txt/c.png", "{tmp}", ""]) | name_text.map(
+            lambda name: "{tmp}/" + name
+        )
         groups.append(["--out", draw(pick((usual, odd), clean))])
     if draw(st.booleans()):
-        metrics = (st.sampled_from(["episode/return_mean", "charts/learning_rate", "ppo/loss/policy", "nope"]), st.sampled_from(["global_step", ""]) | text)
+        metrics = (
+            st.sampled_from(["episode/return_mean", "charts/learning_rate", "ppo/loss/policy", "nope"]),
+            st.sampled_from(["global_step", ""]) | text,
+        )
         groups.append(draw(flag("--metric", pick(metrics, clean))))
     if draw(st.booleans()):
         smooth = (st.sampled_from(["1", "5", "0", "-3", "1000000000"]), st.sampled_from(["x", "1.5", ""]))
@@ -781,8 +1137,15 @@ def plot_invocations(draw: st.DrawFn) -> Invocation:
 @st.composite
 def other_invocations(draw: st.DrawFn) -> Invocation:
     """``list``, top-level flags and arbitrary token lists (never a training: no ``train`` token)."""
-    head = draw(st.sampled_from(["list", "list", "describe", "eval", "plot", "--help", "-h", "", "--version", "help", "LIST", "tr", "--"]) | text)
-    junk = JUNK_TOKENS | st.sampled_from(["--help", "-h", "list", "--env", "CartPole-v1", "eval", "{ws}/run", "plot", "--out"])
+    head = draw(
+        st.sampled_from(
+            ["list", "list", "describe", "eval", "plot", "--help", "-h", "", "--version", "help", "LIST", "tr", "--"]
+        )
+        | text
+    )
+    junk = JUNK_TOKENS | st.sampled_from(
+        ["--help", "-h", "list", "--env", "CartPole-v1", "eval", "{ws}/run", "plot", "--out"]
+    )
     tokens = draw(st.lists(junk, max_size=4))
     argv = [head, *tokens] if draw(st.integers(0, 5)) else []
     return Invocation([token for token in argv if token != "train"])
@@ -823,9 +1186,40 @@ KNOWN_CASES = [
     (["train", "{tmp}/list.yaml", "--steps", "64"], 2),
     (["train", "{tmp}/date.yaml", "--steps", "64"], 2),
     (["train", "{tmp}/binary.yaml", "--steps", "64"], 2),
-    (["train", "--steps", "64", "--num-envs", "1", "--set", "trainer.num_steps=64", "--quiet", "--out", "{tmp}/[/x] :smile:"], 0),
-    (["train", "--steps", "64", "--agents", "dqn", "--set", "trainer.buffer_size=4611686018427387904", "--set", "trainer.learning_starts=0",
-      "--set", "trainer.train_frequency=8", "--quiet", "--out", "{tmp}/run"], 2),
+    (
+        [
+            "train",
+            "--steps",
+            "64",
+            "--num-envs",
+            "1",
+            "--set",
+            "trainer.num_steps=64",
+            "--quiet",
+            "--out",
+            "{tmp}/[/x] :smile:",
+        ],
+        0,
+    ),
+    (
+        [
+            "train",
+            "--steps",
+            "64",
+            "--agents",
+            "dqn",
+            "--set",
+            "trainer.buffer_size=4611686018427387904",
+            "--set",
+            "trainer.learning_starts=0",
+            "--set",
+            "trainer.train_frequency=8",
+            "--quiet",
+            "--out",
+            "{tmp}/run",
+        ],
+        2,
+    ),
     (["eval", "{ws}/run", "--seed", "-1"], 2),
     (["eval", "{ws}/run", "--episodes", "0"], 2),
     (["eval", "{ws}/bad_config"], 2),
@@ -840,7 +1234,11 @@ KNOWN_CASES = [
     (["nosuch"], 2),
     ([], 2),
 ]
-KNOWN_FILES: dict[str, bytes | str] = {"list.yaml": "- not\n- a mapping\n", "date.yaml": "steps: 2020-13-45\n", "binary.yaml": b"\xff\xfe\x00"}
+KNOWN_FILES: dict[str, bytes | str] = {
+    "list.yaml": "- not\n- a mapping\n",
+    "date.yaml": "steps: 2020-13-45\n",
+    "binary.yaml": b"\xff\xfe\x00",
+}
 
 
 # rnd.chunk_size (and icm's) below 1 passes construction and fails in the first update (RuntimeError

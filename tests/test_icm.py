@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rl_agents import PPO, RND, CompositionError, EnvContext, RewardStream, Trainer
-from rl_agents.core.agent import ACTION, NEXT_OBS, OBS, VALID
 from rl_agents.agents.icm import ICM
+from rl_agents.core.agent import ACTION, NEXT_OBS, OBS, VALID
 
 REWARD = "reward/curiosity"
 
@@ -57,8 +57,13 @@ def tiny_icm(**kwargs) -> ICM:
     phi(s) = s; inverse logits = [h, -h] with h = relu(phi + phi'); forward prediction = 0.5 * relu(phi + 2 * [a == 1]).
     """
     icm = bound_icm(
-        gym.spaces.Box(-10.0, 10.0, (1,), np.float32), num_envs=1,
-        feature_dim=1, hidden=(), head_hidden=1, normalize_obs=False, **kwargs,
+        gym.spaces.Box(-10.0, 10.0, (1,), np.float32),
+        num_envs=1,
+        feature_dim=1,
+        hidden=(),
+        head_hidden=1,
+        normalize_obs=False,
+        **kwargs,
     )
     set_linear(icm.encoder[-1], [[1.0]], [0.0])
     set_linear(icm.inverse_model[0], [[1.0, 1.0]], [0.0])
@@ -114,7 +119,12 @@ def test_reward_normalization_by_the_non_episodic_return_matches_hand_computatio
     # T=3, N=2. Env 1's step 1 is invalid (a reset step): no reward, no statistics.
     raw = torch.tensor([[1.0, 2.0], [2.0, 99.0], [4.0, 4.0]])
     valid = torch.tensor([[True, True], [True, False], [True, True]])
-    batch = {OBS: torch.zeros(3, 2, 1), NEXT_OBS: raw.unsqueeze(-1), ACTION: torch.zeros(3, 2, dtype=torch.long), VALID: valid}
+    batch = {
+        OBS: torch.zeros(3, 2, 1),
+        NEXT_OBS: raw.unsqueeze(-1),
+        ACTION: torch.zeros(3, 2, dtype=torch.long),
+        VALID: valid,
+    }
     icm.preprocess(batch)
     # Returns (gamma 0.5, never reset, invalid step skipped): env 0: 1, 2.5, 5.25; env 1: 2, 5.
     returns = np.array([1.0, 2.5, 5.25, 2.0, 5.0])
@@ -135,9 +145,19 @@ def test_reward_normalization_by_the_non_episodic_return_matches_hand_computatio
     [
         (gym.spaces.Discrete(3), torch.tensor([2, 0]), [[0, 0, 1], [1, 0, 0]], [math.log(3)] * 2),
         # Per-dimension cross-entropies, summed: log 3 + log 2 for uniform logits.
-        (gym.spaces.MultiDiscrete([3, 2]), torch.tensor([[1, 0], [2, 1]]), [[0, 1, 0, 1, 0], [0, 0, 1, 0, 1]], [math.log(6)] * 2),
+        (
+            gym.spaces.MultiDiscrete([3, 2]),
+            torch.tensor([[1, 0], [2, 1]]),
+            [[0, 1, 0, 1, 0], [0, 0, 1, 0, 1]],
+            [math.log(6)] * 2,
+        ),
         # Clipped to the bounds (what the env executed), MSE against a zero prediction.
-        (gym.spaces.Box(-1.0, 1.0, (2,), np.float32), torch.tensor([[5.0, 0.5], [-0.2, -3.0]]), [[1.0, 0.5], [-0.2, -1.0]], [(1 + 0.25) / 2, (0.04 + 1) / 2]),
+        (
+            gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            torch.tensor([[5.0, 0.5], [-0.2, -3.0]]),
+            [[1.0, 0.5], [-0.2, -1.0]],
+            [(1 + 0.25) / 2, (0.04 + 1) / 2],
+        ),
     ],
     ids=["discrete", "multidiscrete", "box"],
 )
@@ -150,7 +170,9 @@ def test_action_spaces_encode_and_score_actions(action_space, actions, encoded, 
     set_linear(icm.inverse_model[-1], [[0.0] * icm.head_hidden] * len(encoded[0]), [0.0] * len(encoded[0]))
     rows = {OBS: torch.randn(2, 4), NEXT_OBS: torch.randn(2, 4), ACTION: actions}
     prediction = icm.predict_action(*icm.encode_pair(rows[OBS], rows[NEXT_OBS]))
-    torch.testing.assert_close(icm.actions.inverse_loss(prediction, actions).detach(), torch.tensor(zero_prediction_loss))
+    torch.testing.assert_close(
+        icm.actions.inverse_loss(prediction, actions).detach(), torch.tensor(zero_prediction_loss)
+    )
     _, metrics = icm.loss(rows)
     assert float(metrics["inverse_loss"]) == pytest.approx(sum(zero_prediction_loss) / 2, rel=1e-6)
 
@@ -178,16 +200,20 @@ def test_losses_and_rewards_equal_a_direct_recomputation(action_space):
         mean, std = icm.obs_rms.mean.float(), (icm.obs_rms.var + 1e-8).sqrt().float()
         return icm.encoder(((x - mean) / std).clamp(-5, 5))
 
-    flat = lambda x: x.reshape(T * N, *x.shape[2:])
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(T * N, *x.shape[2:])
+
     phi_s, phi_next = phi(flat(obs)), phi(flat(next_obs))
     a = flat(actions)
     if isinstance(action_space, gym.spaces.Discrete):
         one_hot = torch.nn.functional.one_hot(a.long(), 4).float()
         inverse = torch.nn.functional.cross_entropy(icm.inverse_model(torch.cat([phi_s, phi_next], -1)), a.long())
     elif isinstance(action_space, gym.spaces.MultiDiscrete):
-        one_hot = torch.cat([torch.nn.functional.one_hot(a[:, i].long(), n).float() for i, n in enumerate([3, 2, 2])], -1)
+        one_hot = torch.cat(
+            [torch.nn.functional.one_hot(a[:, i].long(), n).float() for i, n in enumerate([3, 2, 2])], -1
+        )
         logits = icm.inverse_model(torch.cat([phi_s, phi_next], -1)).split([3, 2, 2], -1)
-        inverse = sum(torch.nn.functional.cross_entropy(l, a[:, i].long()) for i, l in enumerate(logits))
+        inverse = sum(torch.nn.functional.cross_entropy(logit, a[:, i].long()) for i, logit in enumerate(logits))
     else:
         one_hot = a.float().clamp(-2.0, 2.0)
         inverse = (icm.inverse_model(torch.cat([phi_s, phi_next], -1)) - one_hot).square().mean()
@@ -229,7 +255,11 @@ def test_invalid_steps_get_zero_reward_and_move_no_statistics():
 def test_invalid_minibatch_rows_are_left_out_of_the_loss():
     icm = bound_icm(gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(3))
     generator = torch.Generator().manual_seed(1)
-    rows = {OBS: torch.randn(6, 3, generator=generator), NEXT_OBS: torch.randn(6, 3, generator=generator), ACTION: torch.tensor([0, 1, 2, 0, 1, 2])}
+    rows = {
+        OBS: torch.randn(6, 3, generator=generator),
+        NEXT_OBS: torch.randn(6, 3, generator=generator),
+        ACTION: torch.tensor([0, 1, 2, 0, 1, 2]),
+    }
     valid = torch.tensor([True, False, True, True, False, True])
     masked, _ = icm.loss({**rows, VALID: valid})
     subset, _ = icm.loss({key: value[valid] for key, value in rows.items()})
@@ -252,7 +282,14 @@ def test_training_lowers_curiosity_on_seen_transitions_more_than_on_novel_ones()
         return obs, action, next_obs
 
     seen, novel = transitions(), transitions()
-    icm.preprocess({OBS: torch.stack([seen[0], novel[0]]), ACTION: torch.stack([seen[1], novel[1]]), NEXT_OBS: torch.stack([seen[2], novel[2]]), VALID: torch.ones(2, 32, dtype=torch.bool)})
+    icm.preprocess(
+        {
+            OBS: torch.stack([seen[0], novel[0]]),
+            ACTION: torch.stack([seen[1], novel[1]]),
+            NEXT_OBS: torch.stack([seen[2], novel[2]]),
+            VALID: torch.ones(2, 32, dtype=torch.bool),
+        }
+    )
     optimizer = torch.optim.Adam(icm.parameters(), lr=icm.lr)
     with torch.no_grad():
         seen_before, novel_before = float(icm.curiosity(*seen).mean()), float(icm.curiosity(*novel).mean())
@@ -263,7 +300,9 @@ def test_training_lowers_curiosity_on_seen_transitions_more_than_on_novel_ones()
         optimizer.zero_grad()
         sum(terms.values()).backward()
         optimizer.step()
-    assert float(terms["inverse"].detach()) < 0.2 * float(first["inverse"].detach())  # the action is recoverable from (s, s')
+    assert float(terms["inverse"].detach()) < 0.2 * float(
+        first["inverse"].detach()
+    )  # the action is recoverable from (s, s')
     with torch.no_grad():
         seen_after, novel_after = float(icm.curiosity(*seen).mean()), float(icm.curiosity(*novel).mean())
     assert seen_after < 0.2 * seen_before, (seen_before, seen_after)
@@ -284,7 +323,13 @@ def test_streams_spec_networks_and_checkpointed_statistics():
     assert set(icm.loss_terms()) == {"inverse", "forward"}
     assert icm.num_features == 64
     state = icm.state_dict()
-    for key in ("obs_rms.mean", "obs_rms.var", "obs_rms.count", "reward_scaler.running_return", "reward_scaler.stats.var"):
+    for key in (
+        "obs_rms.mean",
+        "obs_rms.var",
+        "obs_rms.count",
+        "reward_scaler.running_return",
+        "reward_scaler.stats.var",
+    ):
         assert key in state
     assert all(p.requires_grad for p in icm.parameters())
 
@@ -335,7 +380,13 @@ def test_ppo_with_icm_has_two_value_heads_and_trains():
     trainer.train(2 * 32 * 4, progress=False)
     envs.close()
     assert trainer.num_updates == 2
-    for key in ("icm/loss/inverse", "icm/loss/forward", "icm/curiosity_reward_mean", "ppo/value_loss/curiosity", "icm/inverse_accuracy"):
+    for key in (
+        "icm/loss/inverse",
+        "icm/loss/forward",
+        "icm/curiosity_reward_mean",
+        "ppo/value_loss/curiosity",
+        "icm/inverse_accuracy",
+    ):
         assert math.isfinite(trainer.metrics[key]), key
 
 
@@ -357,7 +408,9 @@ def test_continuous_actions_train_with_ppo_and_checkpoint_round_trip(tmp_path: P
     trainer.train(2 * 16 * 2, progress=False)
     assert math.isfinite(trainer.metrics["icm/loss/inverse"])
     path = trainer.save(tmp_path)
-    restored = Trainer(gym.make_vec("Pendulum-v1", 2), [PPO(), ICM()], seed=1, num_steps=16, num_epochs=1, num_minibatches=2)
+    restored = Trainer(
+        gym.make_vec("Pendulum-v1", 2), [PPO(), ICM()], seed=1, num_steps=16, num_epochs=1, num_minibatches=2
+    )
     restored.load_state(path)
     original, loaded = trainer.agents[1].state_dict(), restored.agents[1].state_dict()
     assert original.keys() == loaded.keys()

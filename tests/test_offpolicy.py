@@ -146,7 +146,9 @@ def test_sac_temperature_loss_and_its_gradient() -> None:
     assert agent.target_entropy == -2.0
     terms["alpha"].backward()
     # d/d log_alpha = -(log pi + target entropy): alpha grows when the policy's entropy is below target
-    assert float(agent.log_alpha.grad) == pytest.approx(-float((log_prob.detach() + agent.target_entropy).mean()), rel=1e-5)
+    assert float(agent.log_alpha.grad) == pytest.approx(
+        -float((log_prob.detach() + agent.target_entropy).mean()), rel=1e-5
+    )
     assert metrics["alpha"] == pytest.approx(0.5)
 
 
@@ -189,7 +191,11 @@ def test_sac_env_action_rescales_to_the_bounds() -> None:
 def test_replay_schedule_comes_from_the_acting_agent_and_settings_override_it() -> None:
     trainer = Trainer(cartpole(), [DQN()], seed=0, batch_size=16, learning_starts=40)
     assert isinstance(trainer.schedule, ReplaySchedule) and trainer.learner.off_policy
-    assert (trainer.schedule.batch_size, trainer.schedule.learning_starts, trainer.schedule.train_frequency) == (16, 40, 4)
+    assert (trainer.schedule.batch_size, trainer.schedule.learning_starts, trainer.schedule.train_frequency) == (
+        16,
+        40,
+        4,
+    )
     assert trainer.replay is not None and trainer.replay.capacity == 1_000_000 // 2
 
 
@@ -214,7 +220,9 @@ def test_agents_refuse_action_spaces_they_cannot_act_in() -> None:
 
 
 def test_random_actions_and_no_training_before_learning_starts_then_the_schedule() -> None:
-    trainer = Trainer(cartpole(num_envs=2), [DQN()], seed=0, learning_starts=40, train_frequency=4, gradient_steps=3, batch_size=8)
+    trainer = Trainer(
+        cartpole(num_envs=2), [DQN()], seed=0, learning_starts=40, train_frequency=4, gradient_steps=3, batch_size=8
+    )
     before = [p.clone() for p in trainer.acting.q_network.parameters()]
     trainer.train(40, progress=False)  # 20 vector steps = 40 env steps
     assert trainer.learner.total_gradient_steps == 0
@@ -269,14 +277,19 @@ def test_off_policy_learners_train_with_an_exploration_bonus(make_envs, agents) 
 
 def test_checkpoint_carries_the_replay_buffer_and_resumes_identically(tmp_path) -> None:
     def build() -> Trainer:
-        return Trainer(cartpole(), [DQN()], seed=3, learning_starts=32, batch_size=16, train_frequency=2, target_update_interval=5)
+        return Trainer(
+            cartpole(), [DQN()], seed=3, learning_starts=32, batch_size=16, train_frequency=2, target_update_interval=5
+        )
 
     original = build()
     original.train(100, progress=False)
     path = original.save(tmp_path)
     restored = build()
     restored.load_state(path)
-    assert restored.replay.size == original.replay.size and restored.learner.total_gradient_steps == original.learner.total_gradient_steps
+    assert (
+        restored.replay.size == original.replay.size
+        and restored.learner.total_gradient_steps == original.learner.total_gradient_steps
+    )
     for key in original.replay.data:
         assert torch.equal(restored.replay.data[key], original.replay.data[key])
     # Same data, same generator, same counters: the next gradient steps are identical.

@@ -91,10 +91,21 @@ def test_ppo_normalizes_advantages_per_minibatch() -> None:
 def test_ppo_defaults_follow_cleanrl_for_the_action_space() -> None:
     discrete = bind_standalone(PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
     assert (discrete.lr, discrete.ent_coef, discrete.normalize_obs) == (2.5e-4, 0.01, False)
-    assert vars(discrete.suggested_schedule()) == dict(num_steps=128, num_epochs=4, num_minibatches=4, max_grad_norm=0.5, anneal_lr=True)
-    continuous = bind_standalone(PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32))
-    assert (continuous.lr, continuous.ent_coef, continuous.normalize_obs, continuous.normalize_reward) == (3e-4, 0.0, True, True)
-    assert vars(continuous.suggested_schedule()) == dict(num_steps=2048, num_epochs=10, num_minibatches=32, max_grad_norm=0.5, anneal_lr=True)
+    assert vars(discrete.suggested_schedule()) == dict(
+        num_steps=128, num_epochs=4, num_minibatches=4, max_grad_norm=0.5, anneal_lr=True
+    )
+    continuous = bind_standalone(
+        PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
+    )
+    assert (continuous.lr, continuous.ent_coef, continuous.normalize_obs, continuous.normalize_reward) == (
+        3e-4,
+        0.0,
+        True,
+        True,
+    )
+    assert vars(continuous.suggested_schedule()) == dict(
+        num_steps=2048, num_epochs=10, num_minibatches=32, max_grad_norm=0.5, anneal_lr=True
+    )
 
 
 @pytest.mark.parametrize(

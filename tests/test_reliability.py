@@ -42,11 +42,10 @@ from safetensors.torch import save as save_tensors
 import rl_agents.envs.state as envstate_module
 from rl_agents import DQN, PPO, RND, SAC, Trainer
 from rl_agents.checkpointing import latest_checkpoint, read_checkpoint, recover_checkpoints_dir
-from rl_agents.training import load_trainer
 from rl_agents.config import config_from_dict
-from rl_agents.training import make_trainer
 from rl_agents.envs import make_envs
 from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, restore_env_state
+from rl_agents.training import load_trainer, make_trainer
 
 torch.set_num_threads(1)
 
@@ -110,7 +109,13 @@ CASES = {
         "CartPole-v1",
         2,
         lambda: [DQN(hidden=(32,))],
-        {"learning_starts": 200, "buffer_size": 2000, "batch_size": 32, "train_frequency": 4, "target_update_interval": 64},
+        {
+            "learning_starts": 200,
+            "buffer_size": 2000,
+            "batch_size": 32,
+            "train_frequency": 4,
+            "target_update_interval": 64,
+        },
         1200,
         log_interval=100,
     ),
@@ -222,7 +227,9 @@ def test_a_checkpoint_without_environment_state_still_loads_and_resets(tmp_path:
     trainer, _ = build(case)
     trainer.train(256, progress=False)
     path = trainer.save(tmp_path / "checkpoints")
-    tensors = {k: v for k, v in load_file(str(path / "tensors.safetensors")).items() if not k.startswith("collector/envs/")}
+    tensors = {
+        k: v for k, v in load_file(str(path / "tensors.safetensors")).items() if not k.startswith("collector/envs/")
+    }
     save_file(tensors, str(path / "tensors.safetensors"), metadata={"format": "rl_agents.checkpoint", "version": "2"})
     state = json.loads((path / "state.json").read_text())
     state["state"]["collector"]["envs"] = None
@@ -275,7 +282,9 @@ def test_envs_that_do_not_fit_the_saved_state_fall_back_with_a_warning(tmp_path:
     trainer.train(128, progress=False)
     path = trainer.save(tmp_path)
     other = Trainer(
-        gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync", wrappers=[gym.wrappers.RecordEpisodeStatistics]),
+        gym.make_vec(
+            "CartPole-v1", num_envs=2, vectorization_mode="sync", wrappers=[gym.wrappers.RecordEpisodeStatistics]
+        ),
         [PPO()],
         **CASES["ppo"].schedule,
     )
@@ -306,7 +315,9 @@ ENV_FAMILIES = [
 ]
 
 
-def roundtrip(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def roundtrip(
+    tensors: dict[str, torch.Tensor], state: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Through the bytes a checkpoint holds: safetensors and JSON."""
     return (load_tensors(save_tensors(tensors)) if tensors else {}), json.loads(json.dumps(state, allow_nan=True))
 
@@ -340,7 +351,7 @@ def test_environment_state_round_trip_by_family(env_id: str, refused: str | None
     monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working directory
     try:
         envs = make_envs(env_id, 2)
-    except Exception as error:  # noqa: BLE001 (family not installed, Atari ROM missing, ...)
+    except Exception as error:
         pytest.skip(f"{env_id} cannot be made here ({type(error).__name__}: {error})")
     rng = np.random.default_rng(0)
     obs, _ = envs.reset(seed=3)
@@ -355,7 +366,9 @@ def test_environment_state_round_trip_by_family(env_id: str, refused: str | None
     fresh = make_envs(env_id, 2)
     restored_obs = restore_env_state(fresh, tensors, state)
     np.testing.assert_array_equal(restored_obs, obs)
-    steps = {"PongNoFrameskip-v4": 30, "BreakoutNoFrameskip-v4": 60, "Humanoid-v5": 40, "Pendulum-v1": 200}.get(env_id, 120)
+    steps = {"PongNoFrameskip-v4": 30, "BreakoutNoFrameskip-v4": 60, "Humanoid-v5": 40, "Pendulum-v1": 200}.get(
+        env_id, 120
+    )
     ended = step_both(envs, fresh, rng, steps)
     if env_id in ("CartPole-v1", "Pendulum-v1", "InvertedPendulum-v5", "MiniGrid-MultiRoom-N2-S4-v0"):
         assert ended > 0  # autoresets and truncations were part of what matched
@@ -408,8 +421,15 @@ def test_environment_state_checks_before_changing_anything() -> None:
 
 def test_the_environment_state_module_never_pickles() -> None:
     tree = ast.parse(Path(envstate_module.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"pickle", "dill", "marshal", "shelve", "joblib", "cloudpickle", "copyreg"}
     calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     assert not {call for call in calls if call.endswith(("torch.load", "np.load", "pickle.loads", "eval", "exec"))}
@@ -501,15 +521,26 @@ def test_killed_runs_always_resume_and_complete_as_if_never_killed(tmp_path: Pat
         with open(tmp_path / f"log{kills}.txt", "w") as log:
             process = subprocess.Popen([sys.executable, "-m", "rl_agents.cli", *args], stdout=log, stderr=log)
         if kills >= 7:  # let it finish
-            assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 0, (tmp_path / f"log{kills}.txt").read_text()
+            assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 0, (
+                tmp_path / f"log{kills}.txt"
+            ).read_text()
             break
         # Kill at a random moment: during start-up the first time, then once training is under way.
         started = time.monotonic()
         rows_before = len(metrics_rows(run))
-        while kills > 0 and len(metrics_rows(run)) <= rows_before and process.poll() is None and time.monotonic() - started < 30:
+        while (
+            kills > 0
+            and len(metrics_rows(run)) <= rows_before
+            and process.poll() is None
+            and time.monotonic() - started < 30
+        ):
             time.sleep(0.01)
         if kills % 2 == 1:  # aim at a checkpoint write: kill as soon as one is seen under way
-            while not any(run.glob("checkpoints/.tmp-step_*")) and process.poll() is None and time.monotonic() - started < 30:
+            while (
+                not any(run.glob("checkpoints/.tmp-step_*"))
+                and process.poll() is None
+                and time.monotonic() - started < 30
+            ):
                 time.sleep(0.0005)
             time.sleep(chance.uniform(0.0, 0.002))
         else:

@@ -122,8 +122,12 @@ def test_non_episodic_intrinsic_return_normalization_matches_hand_computation():
     all_returns = np.array(returns + [3.625, 3.5])
     total = len(all_returns) + prior
     all_mean = all_returns.mean()
-    all_var = (prior * 1.0 + all_returns.var() * len(all_returns) + all_mean**2 * prior * len(all_returns) / total) / total
-    torch.testing.assert_close(batch["reward/intrinsic"], torch.full((1, 2), 1.0 / math.sqrt(all_var + 1e-8)), rtol=1e-6, atol=0)
+    all_var = (
+        prior * 1.0 + all_returns.var() * len(all_returns) + all_mean**2 * prior * len(all_returns) / total
+    ) / total
+    torch.testing.assert_close(
+        batch["reward/intrinsic"], torch.full((1, 2), 1.0 / math.sqrt(all_var + 1e-8)), rtol=1e-6, atol=0
+    )
 
 
 def test_invalid_steps_get_no_reward_and_do_not_move_observation_statistics():
@@ -166,7 +170,13 @@ def test_streams_spec_and_checkpointed_statistics():
     spec = rnd.data_spec()
     assert spec.needs == {"next_obs", "valid"} and spec.provides == {"reward/intrinsic"} and not spec.act_outputs
     state = rnd.state_dict()
-    for key in ("obs_rms.mean", "obs_rms.var", "obs_rms.count", "reward_scaler.running_return", "reward_scaler.stats.var"):
+    for key in (
+        "obs_rms.mean",
+        "obs_rms.var",
+        "obs_rms.count",
+        "reward_scaler.running_return",
+        "reward_scaler.stats.var",
+    ):
         assert key in state
     assert all(not p.requires_grad for p in rnd.target.parameters())
     assert all(p.requires_grad for p in rnd.predictor.parameters())
@@ -208,7 +218,10 @@ def test_agent_list_order_does_not_change_training():
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}.{key} differs"
-    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in ("charts/steps_per_second", "charts/wall_time")}  # noqa: E731
+
+    def strip(metrics):
+        return {k: v for k, v in metrics.items() if k not in ("charts/steps_per_second", "charts/wall_time")}
+
     assert strip(first.metrics) == strip(second.metrics)
     assert "rnd/intrinsic_reward_mean" in first.metrics and "ppo/value_loss/intrinsic" in first.metrics
     assert first.episodes.returns == second.episodes.returns
@@ -305,5 +318,7 @@ def test_random_action_warmup_initializes_observation_statistics_before_training
     assert trainer.global_step == 0  # warm-up steps are not training steps
 
     untouched = RND()
-    Trainer(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), [PPO(), untouched], num_steps=8).train(16, progress=False)
+    Trainer(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), [PPO(), untouched], num_steps=8).train(
+        16, progress=False
+    )
     assert float(untouched.obs_rms.count) == pytest.approx(16 + 1e-4, abs=1e-3)  # only the rollouts' observations

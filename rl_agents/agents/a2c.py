@@ -58,10 +58,10 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
-from rl_agents.core.schedules import OnPolicySchedule
 from rl_agents.core.distributions import ActionHead, make_action_head
 from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
 from rl_agents.core.returns import next_state_values, stream_advantages
+from rl_agents.core.schedules import OnPolicySchedule
 
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream, stored when acting
 ADVANTAGES = "advantages"  # [N]: coef-weighted sum of the streams' advantages
@@ -154,7 +154,8 @@ class A2C(Agent):
 
     def loss_terms(self) -> dict[str, str]:
         return {
-            "policy": f"-mean(advantage x log-probability), advantage: coef-weighted sum over {len(self.streams)} stream(s)",
+            "policy": "-mean(advantage x log-probability), advantage: coef-weighted sum over "
+            f"{len(self.streams)} stream(s)",
             "value": f"{self.vf_coef} x sum over streams of mean squared error to the n-step return",
             "entropy": f"-{self.ent_coef} x policy entropy",
         }

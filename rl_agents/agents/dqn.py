@@ -37,9 +37,9 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
-from rl_agents.core.schedules import ReplaySchedule
 from rl_agents.core.nets import NatureCNN, flat_dim, is_image_space
 from rl_agents.core.returns import replay_td_targets
+from rl_agents.core.schedules import ReplaySchedule
 
 
 class QNetwork(nn.Module):
@@ -133,9 +133,15 @@ class DQN(Agent):
         self.streams = ctx.streams
         self.q_network = QNetwork(ctx.observation_space, self.num_actions, len(self.streams), self.hidden)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.register_buffer("stream_coefs", torch.tensor([s.coef for s in self.streams], dtype=torch.float32), persistent=False)
-        self.register_buffer("stream_gammas", torch.tensor([s.gamma for s in self.streams], dtype=torch.float32), persistent=False)
-        self.register_buffer("stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False)
+        self.register_buffer(
+            "stream_coefs", torch.tensor([s.coef for s in self.streams], dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            "stream_gammas", torch.tensor([s.gamma for s in self.streams], dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            "stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False
+        )
 
     def data_spec(self) -> DataSpec:
         needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
@@ -143,8 +149,15 @@ class DQN(Agent):
 
     def suggested_schedule(self) -> ReplaySchedule:
         return ReplaySchedule(
-            buffer_size=1_000_000, batch_size=32, learning_starts=100, train_frequency=4, gradient_steps=1,
-            target_update_interval=2500, tau=1.0, n_step=1, max_grad_norm=10.0,
+            buffer_size=1_000_000,
+            batch_size=32,
+            learning_starts=100,
+            train_frequency=4,
+            gradient_steps=1,
+            target_update_interval=2500,
+            tau=1.0,
+            n_step=1,
+            max_grad_norm=10.0,
         )
 
     def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:

@@ -39,7 +39,6 @@ returns too: ``next_obs`` stays the one-step next observation there).
 
 from __future__ import annotations
 
-
 import gymnasium as gym
 import numpy as np
 import torch
@@ -121,12 +120,12 @@ class MultiDiscreteCoding(ActionCoding):
 
     def inverse_loss(self, prediction: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         logits = prediction.split(self.sizes, -1)
-        losses = [F.cross_entropy(l, a, reduction="none") for l, a in zip(logits, self._components(action))]
+        losses = [F.cross_entropy(logit, a, reduction="none") for logit, a in zip(logits, self._components(action))]
         return torch.stack(losses, -1).sum(-1)
 
     def accuracy(self, prediction: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         logits = prediction.split(self.sizes, -1)
-        hits = [(l.argmax(-1) == a).float() for l, a in zip(logits, self._components(action))]
+        hits = [(logit.argmax(-1) == a).float() for logit, a in zip(logits, self._components(action))]
         return torch.stack(hits, -1).mean(-1)
 
 
@@ -181,7 +180,9 @@ def _check_sizes(agent: str, **sizes: int | None) -> None:
 
 def two_layer(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """Linear -> ReLU -> Linear, the shape of the paper's inverse and forward models."""
-    return nn.Sequential(layer_init(nn.Linear(in_dim, hidden)), nn.ReLU(), layer_init(nn.Linear(hidden, out_dim), std=1.0))
+    return nn.Sequential(
+        layer_init(nn.Linear(in_dim, hidden)), nn.ReLU(), layer_init(nn.Linear(hidden, out_dim), std=1.0)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- agent
@@ -241,7 +242,12 @@ class ICM(Agent):
         self.normalize_reward = normalize_reward
         self.normalize_obs = normalize_obs
         self.obs_clip = obs_clip
-        _check_sizes(self.default_name if name is None else name, feature_dim=feature_dim, head_hidden=head_hidden, chunk_size=chunk_size)
+        _check_sizes(
+            self.default_name if name is None else name,
+            feature_dim=feature_dim,
+            head_hidden=head_hidden,
+            chunk_size=chunk_size,
+        )
         self.feature_dim = feature_dim
         self.hidden = tuple(hidden)
         self.head_hidden = head_hidden
@@ -303,7 +309,7 @@ class ICM(Agent):
     def encode_pair(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(phi(s), phi(s'))`` of raw observations, in one pass through the encoder."""
         features = self.encoder(self.normalize(torch.cat([obs, next_obs])))
-        return features[: obs.shape[0]], features[obs.shape[0]:]
+        return features[: obs.shape[0]], features[obs.shape[0] :]
 
     def predict_next(self, phi: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The forward model's prediction of ``phi(s')``."""
@@ -334,7 +340,10 @@ class ICM(Agent):
 
     def _curiosity_in_chunks(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         size = self.chunk_size
-        parts = [self.curiosity(obs[i : i + size], action[i : i + size], next_obs[i : i + size]) for i in range(0, obs.shape[0], size)]
+        parts = [
+            self.curiosity(obs[i : i + size], action[i : i + size], next_obs[i : i + size])
+            for i in range(0, obs.shape[0], size)
+        ]
         return torch.cat(parts)
 
     # ------------------------------------------------------------------ loss

@@ -32,11 +32,11 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
-from rl_agents.core.schedules import OnPolicySchedule
 from rl_agents.core.distributions import ActionHead, make_action_head
 from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
 from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
 from rl_agents.core.returns import next_state_values, stream_advantages
+from rl_agents.core.schedules import OnPolicySchedule
 
 LOGPROB = "logprob"
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream
@@ -54,8 +54,12 @@ class _Defaults:
 
 
 # CleanRL ppo.py and ppo_continuous_action.py.
-DISCRETE_DEFAULTS = _Defaults(lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=OnPolicySchedule(128, 4, 4, 0.5, True))
-CONTINUOUS_DEFAULTS = _Defaults(lr=3e-4, ent_coef=0.0, normalize=True, schedule=OnPolicySchedule(2048, 10, 32, 0.5, True))
+DISCRETE_DEFAULTS = _Defaults(
+    lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=OnPolicySchedule(128, 4, 4, 0.5, True)
+)
+CONTINUOUS_DEFAULTS = _Defaults(
+    lr=3e-4, ent_coef=0.0, normalize=True, schedule=OnPolicySchedule(2048, 10, 32, 0.5, True)
+)
 
 
 class PPO(Agent):
@@ -178,12 +182,15 @@ class PPO(Agent):
         act_outputs = {ACTION, LOGPROB, VALUES} | ({POLICY_OBS} if self.normalize_obs else set())
         needs = {policy_input, ACTION, LOGPROB, VALUES, NEXT_OBS, TERMINATED, TRUNCATED, VALID}
         needs |= {stream.key for stream in self.streams}
-        return DataSpec(needs=frozenset(needs), provides=frozenset({ADVANTAGES, RETURNS}), act_outputs=frozenset(act_outputs))
+        return DataSpec(
+            needs=frozenset(needs), provides=frozenset({ADVANTAGES, RETURNS}), act_outputs=frozenset(act_outputs)
+        )
 
     def loss_terms(self) -> dict[str, str]:
         clip = f"clipped to +-{self.clip_coef}" if self.clip_vloss else "unclipped"
         return {
-            "policy": f"clipped surrogate (clip {self.clip_coef}) on the coef-weighted advantage of {len(self.streams)} stream(s)",
+            "policy": f"clipped surrogate (clip {self.clip_coef}) on the coef-weighted advantage of "
+            f"{len(self.streams)} stream(s)",
             "value": f"{self.vf_coef} x sum over streams of 0.5 * squared error ({clip})",
             "entropy": f"-{self.ent_coef} x policy entropy",
         }
@@ -263,7 +270,9 @@ class PPO(Agent):
         if self.norm_adv and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy_loss = clipped_surrogate_loss(ratio, advantages, self.clip_coef)
-        value_losses = value_loss(new_values, minibatch[VALUES], minibatch[RETURNS], self.clip_coef if self.clip_vloss else None)
+        value_losses = value_loss(
+            new_values, minibatch[VALUES], minibatch[RETURNS], self.clip_coef if self.clip_vloss else None
+        )
         entropy_mean = entropy.mean()
         terms = {
             "policy": policy_loss,
@@ -296,7 +305,9 @@ def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_c
     return torch.maximum(unclipped, clipped).mean()
 
 
-def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float | None) -> torch.Tensor:
+def value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float | None
+) -> torch.Tensor:
     """Per-stream value loss ``[num_streams]``: 0.5 * squared error, optionally clipped (PPO2 style)."""
     unclipped = (new_values - returns).square()
     if clip is None:

@@ -143,7 +143,8 @@ class RND(Agent):
 
     def loss_terms(self) -> dict[str, str]:
         return {
-            "predictor": f"MSE of predictor vs fixed target features on a {self.update_proportion:g} fraction of the minibatch",
+            "predictor": "MSE of predictor vs fixed target features on a "
+            f"{self.update_proportion:g} fraction of the minibatch",
         }
 
     @torch.no_grad()

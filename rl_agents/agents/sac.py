@@ -43,9 +43,9 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
-from rl_agents.core.schedules import ReplaySchedule
 from rl_agents.core.nets import flat_dim
 from rl_agents.core.returns import replay_td_targets
+from rl_agents.core.schedules import ReplaySchedule
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 ADAM_EPS = 1e-8  # PyTorch's default, which SB3's SAC uses
@@ -163,7 +163,9 @@ class SAC(Agent):
         super().bind(ctx)
         space, obs_space = ctx.action_space, ctx.observation_space
         if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.floating):
-            raise CompositionError(f"agent {self.name!r} needs a float Box action space, got {space} (for discrete actions use DQN)")
+            raise CompositionError(
+                f"agent {self.name!r} needs a float Box action space, got {space} (for discrete actions use DQN)"
+            )
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise CompositionError(f"agent {self.name!r} needs finite action bounds to squash into, got {space}")
         if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) > 2:
@@ -182,8 +184,12 @@ class SAC(Agent):
         self.register_buffer("action_half_range", ((high - low) / 2).reshape(-1), persistent=False)
         self.register_buffer("stream_coefs", torch.tensor([s.coef for s in self.streams]), persistent=False)
         self.register_buffer("stream_gammas", torch.tensor([s.gamma for s in self.streams]), persistent=False)
-        self.register_buffer("stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False)
-        self.register_buffer("is_extrinsic", torch.tensor([float(s.name == EXTRINSIC) for s in self.streams]), persistent=False)
+        self.register_buffer(
+            "stream_episodic", torch.tensor([float(s.episodic) for s in self.streams]), persistent=False
+        )
+        self.register_buffer(
+            "is_extrinsic", torch.tensor([float(s.name == EXTRINSIC) for s in self.streams]), persistent=False
+        )
 
     def data_spec(self) -> DataSpec:
         needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
@@ -192,16 +198,30 @@ class SAC(Agent):
     def param_groups(self) -> list[dict]:
         groups = [
             {"params": list(self.actor.parameters()), "lr": self.lr, "eps": ADAM_EPS, "name": "actor"},
-            {"params": list(self.critics.parameters()), "lr": self.critic_lr or self.lr, "eps": ADAM_EPS, "name": "critics"},
+            {
+                "params": list(self.critics.parameters()),
+                "lr": self.critic_lr or self.lr,
+                "eps": ADAM_EPS,
+                "name": "critics",
+            },
         ]
         if self.autotune:
-            groups.append({"params": [self.log_alpha], "lr": self.alpha_lr or self.lr, "eps": ADAM_EPS, "name": "alpha"})
+            groups.append(
+                {"params": [self.log_alpha], "lr": self.alpha_lr or self.lr, "eps": ADAM_EPS, "name": "alpha"}
+            )
         return groups
 
     def suggested_schedule(self) -> ReplaySchedule:
         return ReplaySchedule(
-            buffer_size=1_000_000, batch_size=256, learning_starts=100, train_frequency=1, gradient_steps=1,
-            target_update_interval=1, tau=0.005, n_step=1, max_grad_norm=None,
+            buffer_size=1_000_000,
+            batch_size=256,
+            learning_starts=100,
+            train_frequency=1,
+            gradient_steps=1,
+            target_update_interval=1,
+            tau=0.005,
+            n_step=1,
+            max_grad_norm=None,
         )
 
     def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:

@@ -67,7 +67,9 @@ def split_tree(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
                 if not isinstance(key, str):
                     raise TypeError(f"{path or 'state'}: cannot be saved: dict key {key!r} is not a string")
                 if key == TENSOR_MARKER:
-                    raise TypeError(f"{path or 'state'}: the key {TENSOR_MARKER!r} is reserved by the checkpoint format")
+                    raise TypeError(
+                        f"{path or 'state'}: the key {TENSOR_MARKER!r} is reserved by the checkpoint format"
+                    )
             return {key: walk(value, f"{path}/{key}" if path else key) for key, value in node.items()}
         if isinstance(node, (list, tuple)):
             return [walk(value, f"{path}/{index}") for index, value in enumerate(node)]
@@ -87,7 +89,9 @@ def join_tree(skeleton: Any, tensors: dict[str, torch.Tensor], where: Path) -> A
             if TENSOR_MARKER in node:
                 name = node[TENSOR_MARKER]
                 if len(node) != 1 or not isinstance(name, str):
-                    raise CheckpointError(f"{where / STATE_FILE}: a {TENSOR_MARKER!r} entry must hold only a tensor name")
+                    raise CheckpointError(
+                        f"{where / STATE_FILE}: a {TENSOR_MARKER!r} entry must hold only a tensor name"
+                    )
                 if name not in tensors:
                     raise CheckpointError(f"{where / TENSORS_FILE}: missing tensor {name!r}")
                 used.add(name)
@@ -101,7 +105,9 @@ def join_tree(skeleton: Any, tensors: dict[str, torch.Tensor], where: Path) -> A
     unused = sorted(set(tensors) - used)
     if unused:
         more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
-        raise CheckpointError(f"{where / TENSORS_FILE}: holds tensor {unused[0]!r} that {STATE_FILE} does not name{more}")
+        raise CheckpointError(
+            f"{where / TENSORS_FILE}: holds tensor {unused[0]!r} that {STATE_FILE} does not name{more}"
+        )
     return tree
 
 
@@ -140,12 +146,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         raise CheckpointError(f"{tensors_path}: missing")
     size = tensors_path.stat().st_size
     if size != document["tensors_bytes"]:
-        raise CheckpointError(f"{tensors_path}: {size} bytes, but {STATE_FILE} recorded {document['tensors_bytes']} (truncated or replaced)")
+        raise CheckpointError(
+            f"{tensors_path}: {size} bytes, "
+            f"but {STATE_FILE} recorded {document['tensors_bytes']} (truncated or replaced)"
+        )
     if sha256_of(tensors_path) != document["tensors_sha256"]:
-        raise CheckpointError(f"{tensors_path}: SHA-256 does not match the one recorded in {STATE_FILE} (corrupt or replaced)")
+        raise CheckpointError(
+            f"{tensors_path}: SHA-256 does not match the one recorded in {STATE_FILE} (corrupt or replaced)"
+        )
     try:
         tensors = load_file(str(tensors_path), device="cpu")
-    except Exception as error:  # noqa: BLE001 (SafetensorError, OSError, ...: any failure to parse)
+    except Exception as error:
         raise CheckpointError(f"{tensors_path}: not a readable safetensors file ({_one_line(error)})") from None
     return directory, join_tree(document["state"], tensors, directory)
 

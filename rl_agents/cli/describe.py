@@ -60,7 +60,15 @@ def _agents_table(trainer: Trainer) -> Table:
     for agent in trainer.agents:
         trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
         total = sum(p.numel() for p in agent.parameters())
-        table.add_row(agent.name, type(agent).__name__, "yes" if agent.acts else "", f"{agent.lr:g}" if agent.lr else "-", f"{agent.loss_weight:g}", f"{trainable:,}", f"{total:,}")
+        table.add_row(
+            agent.name,
+            type(agent).__name__,
+            "yes" if agent.acts else "",
+            f"{agent.lr:g}" if agent.lr else "-",
+            f"{agent.loss_weight:g}",
+            f"{trainable:,}",
+            f"{total:,}",
+        )
     return table
 
 
@@ -70,7 +78,14 @@ def _streams_table(trainer: Trainer) -> Table:
         table.add_column(column)
     for agent in trainer.agents:
         for stream in agent.reward_streams():
-            table.add_row(stream.name, agent.name, stream.key, f"{stream.gamma:g}", "yes" if stream.episodic else "no (bootstraps through episode ends)", f"{stream.coef:g}")
+            table.add_row(
+                stream.name,
+                agent.name,
+                stream.key,
+                f"{stream.gamma:g}",
+                "yes" if stream.episodic else "no (bootstraps through episode ends)",
+                f"{stream.coef:g}",
+            )
     return table
 
 
@@ -96,7 +111,9 @@ def _order_table(trainer: Trainer) -> Table:
         table.add_column(column)
     for index, agent in enumerate(trainer.learner.composition.order, start=1):
         spec = trainer.learner.composition.specs[agent.name]
-        table.add_row(str(index), agent.name, ", ".join(sorted(spec.needs)) or "-", ", ".join(sorted(spec.provides)) or "-")
+        table.add_row(
+            str(index), agent.name, ", ".join(sorted(spec.needs)) or "-", ", ".join(sorted(spec.provides)) or "-"
+        )
     return table
 
 

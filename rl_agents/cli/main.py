@@ -6,8 +6,9 @@ import argparse
 import importlib.util
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import torch
 import yaml
@@ -34,7 +35,13 @@ from rl_agents.training import make_trainer
 from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
 from rl_agents.training.errors import NonFiniteError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CompositionError, EnvCreationError, FileNotFoundError, RayUnavailableError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    CompositionError,
+    EnvCreationError,
+    FileNotFoundError,
+    RayUnavailableError,
+)
 
 
 MAX_THREADS = 1024
@@ -56,7 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or not _is_user_error(error):
             if args.debug:
                 raise
-            print(f"rl-agents: internal error: {type(error).__name__}: {_one_line(str(error))} (rerun with --debug for the traceback)", file=sys.stderr)
+            print(
+                f"rl-agents: internal error: {type(error).__name__}: {_one_line(str(error))} "
+                "(rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
             return 1
         print(f"rl-agents: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
@@ -93,14 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--device", choices=["cpu", "cuda", "auto"])
     train.add_argument("--num-envs", type=int)
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. ppo.ent_coef=0.02")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. ppo.ent_coef=0.02"
+    )
     train.add_argument("--out", help="run directory (default runs/<env>_<agents>_s<seed>_<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)")
+    train.add_argument(
+        "--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)"
+    )
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
-    train.add_argument("--workers", type=int, help="collect with N Ray workers of --num-envs envs each (needs rl-agents[ray]; 0: this process)")
-    train.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray instance")
+    train.add_argument(
+        "--workers",
+        type=int,
+        help="collect with N Ray workers of --num-envs envs each (needs rl-agents[ray]; 0: this process)",
+    )
+    train.add_argument(
+        "--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray instance"
+    )
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run")
@@ -203,13 +224,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise CommandError(f"run directory {str(run_dir)!r} does not exist")
-        fixed = [flag for flag in ("config", "env", "agents", "seed", "num_envs", "workers", "out") if getattr(args, flag, None) is not None]
+        fixed = [
+            flag
+            for flag in ("config", "env", "agents", "seed", "num_envs", "workers", "out")
+            if getattr(args, flag, None) is not None
+        ]
         if fixed:
             raise CommandError(
                 f"--resume continues {run_dir} as its config.yaml says; drop {_flag_name(fixed[0])} "
                 "(--steps, --device, --ray-address and --set KEY=VALUE may change)"
             )
-        overrides = [f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None]
+        overrides = [
+            f"{key}={getattr(args, key)}"
+            for key in ("steps", "device", "checkpoints")
+            if getattr(args, key) is not None
+        ]
         raw = _with_ray_address(apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides), args)
         config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
         recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
@@ -249,7 +278,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         # On NaN/inf numbers or a failed env, train() saves the trainer as checkpoints/last_good first.
-        trainer.train(config.steps, progress=True, quiet=args.quiet, on_update=save_periodically, save_on_error=run_dir / "checkpoints")
+        trainer.train(
+            config.steps,
+            progress=True,
+            quiet=args.quiet,
+            on_update=save_periodically,
+            save_on_error=run_dir / "checkpoints",
+        )
     except (NonFiniteError, EnvError, WorkerFailureError) as error:
         raise CommandError(_training_stopped(error, trainer, run_dir)) from error
     except (MemoryError, RuntimeError) as error:
@@ -343,7 +378,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             print(f"video: {save_video(frames, args.video)}")
         except (ImportError, ValueError, RuntimeError, OSError) as error:
-            raise CommandError(f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg") from error
+            raise CommandError(
+                f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg"
+            ) from error
     return 0
 
 
@@ -395,7 +432,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     families = Table(title="environment families")
     families.add_column("family")
     families.add_column("installed")
-    for family, module in (("classic control (gymnasium)", "gymnasium"), ("MuJoCo", "mujoco"), ("MiniGrid", "minigrid"), ("Atari (ale-py)", "ale_py")):
+    for family, module in (
+        ("classic control (gymnasium)", "gymnasium"),
+        ("MuJoCo", "mujoco"),
+        ("MiniGrid", "minigrid"),
+        ("Atari (ale-py)", "ale_py"),
+    ):
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)
     return 0

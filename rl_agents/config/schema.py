@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 import inspect
 import math
 import reprlib
 import types
 import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -126,7 +126,9 @@ def parse_agent_names(spec: str) -> list[str]:
         raise ConfigError("agents: expected names joined by '+', e.g. 'ppo+rnd'")
     for name in names:
         if name not in AGENTS:
-            raise ConfigError(f"agents: unknown agent {name!r}{_did_you_mean(name, AGENTS)} (known: {', '.join(AGENTS)})")
+            raise ConfigError(
+                f"agents: unknown agent {name!r}{_did_you_mean(name, AGENTS)} (known: {', '.join(AGENTS)})"
+            )
     return names
 
 
@@ -140,7 +142,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
             raise ConfigError(f"{source}: unknown key {_show(key)}{_did_you_mean(key, allowed + list(AGENTS))}")
     hints = typing.get_type_hints(RunConfig)
     top = {
-        key: _check_type(f"{source}: {key}", raw[key], hints[key]) for key in TOP_LEVEL_KEYS if key in raw and key not in SECTIONS
+        key: _check_type(f"{source}: {key}", raw[key], hints[key])
+        for key in TOP_LEVEL_KEYS
+        if key in raw and key not in SECTIONS
     }
     sections = {
         "trainer": _trainer_from_dict(raw.get("trainer") or {}, f"{source}: trainer"),
@@ -151,7 +155,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     if config.steps < 1:
         raise ConfigError(f"{source}: steps must be >= 1, got {_show(config.steps)}")
     if config.trainer.max_env_restarts < 0:
-        raise ConfigError(f"{source}: trainer.max_env_restarts must be >= 0, got {_show(config.trainer.max_env_restarts)}")
+        raise ConfigError(
+            f"{source}: trainer.max_env_restarts must be >= 0, got {_show(config.trainer.max_env_restarts)}"
+        )
     _check_ranges(config, source)
     return config
 
@@ -243,7 +249,9 @@ def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
         return {"env": env_id}
     raw = load_yaml(path)
     if agent is not None and parse_agent_names(raw.get("agents", RunConfig.agents))[0] != agent:
-        trainer = {key: value for key, value in (raw.get("trainer") or {}).items() if key in ("num_envs", "vectorization")}
+        trainer = {
+            key: value for key, value in (raw.get("trainer") or {}).items() if key in ("num_envs", "vectorization")
+        }
         raw = {"env": raw.get("env", env_id), "steps": raw.get("steps", RunConfig.steps), "trainer": trainer}
     return raw
 
@@ -458,7 +466,11 @@ def _check_distributed(config: RunConfig, refuse: Any) -> None:
     if distributed.max_worker_restarts < 0:
         refuse("distributed.max_worker_restarts", ">= 0", distributed.max_worker_restarts)
     if distributed.ray_address is not None and not distributed.ray_address.strip():
-        refuse("distributed.ray_address", "a Ray address such as 'auto' or 'ray://host:10001', or null", distributed.ray_address)
+        refuse(
+            "distributed.ray_address",
+            "a Ray address such as 'auto' or 'ray://host:10001', or null",
+            distributed.ray_address,
+        )
     if distributed.workers and config.trainer.max_env_restarts:
         raise ConfigError(
             "trainer.max_env_restarts does not apply with distributed.workers > 0: a failed env fails its worker, "

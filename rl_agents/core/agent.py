@@ -13,7 +13,7 @@ Batches are plain ``dict[str, Tensor]``. During preprocessing every tensor has s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import gymnasium as gym
 import torch
@@ -23,7 +23,7 @@ from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 
 Batch = dict[str, torch.Tensor]
 # What agents log: plain numbers, or 0-d tensors that the Learner converts with one host sync for all.
-Metric = Union[float, torch.Tensor]
+Metric = float | torch.Tensor
 Metrics = dict[str, Metric]
 
 # Keys the Trainer itself fills from the environment loop.

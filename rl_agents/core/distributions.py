@@ -31,13 +31,16 @@ class ActionHead(nn.Module):
     def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.log_prob_entropy(params, action)[0]
 
-    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_log_prob(
+        self, params: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """An action and its log-probability; heads override it where both share work."""
         action = self.sample(params, generator)
         return action, self.log_prob(params, action)
 
     def to_env(self, action: torch.Tensor) -> torch.Tensor:
         return action
+
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -79,7 +82,9 @@ class CategoricalHead(ActionHead):
     def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(params, dim=-1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
 
-    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_log_prob(
+        self, params: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         log_probs = torch.log_softmax(params, dim=-1)
         action = sample_categorical(log_probs, generator)
         return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
@@ -123,7 +128,9 @@ class DiagonalGaussianHead(ActionHead):
     def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.sample_with_log_prob(params, generator)[0]
 
-    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_log_prob(
+        self, params: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.randn(params.shape, generator=generator, device=params.device, dtype=params.dtype)
         action = params + self.log_std.exp() * noise
         # (action - mean) / std is the noise itself, so the log-density needs no division.

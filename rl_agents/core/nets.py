@@ -64,9 +64,19 @@ class FusedMLPs:
         activations = [m for m in self.networks[0] if not isinstance(m, nn.Linear)]
         self._layers = []
         for depth, layers in enumerate(zip(*linears)):
-            weight = torch.cat([l.weight for l in layers]) if depth == 0 else torch.block_diag(*[l.weight for l in layers])
-            bias = torch.cat([l.bias for l in layers])
-            self._layers.append((weight.detach().clone(), bias.detach().clone(), activations[depth] if depth < len(activations) else None))
+            weight = (
+                torch.cat([layer.weight for layer in layers])
+                if depth == 0
+                else torch.block_diag(*[layer.weight for layer in layers])
+            )
+            bias = torch.cat([layer.bias for layer in layers])
+            self._layers.append(
+                (
+                    weight.detach().clone(),
+                    bias.detach().clone(),
+                    activations[depth] if depth < len(activations) else None,
+                )
+            )
         self._versions = self._state()
 
     @torch.no_grad()
@@ -80,7 +90,9 @@ class FusedMLPs:
         return list(torch.split(x, self.out_dims, dim=-1))
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh) -> MLP:
+def mlp(
+    in_dim: int, hidden: tuple[int, ...], out_dim: int, out_std: float, activation: type[nn.Module] = nn.Tanh
+) -> MLP:
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
@@ -108,18 +120,25 @@ def small_grid_convs(channels: int, activation: type[nn.Module] = nn.ReLU) -> li
     """The MiniGrid (rl-starter-files) encoder for small egocentric views: three 2x2 convolutions
     with a 2x2 max-pool after the first; a 7x7 view becomes 64 features."""
     return [
-        layer_init(nn.Conv2d(channels, 16, 2)), activation(), nn.MaxPool2d(2),
-        layer_init(nn.Conv2d(16, 32, 2)), activation(),
-        layer_init(nn.Conv2d(32, 64, 2)), activation(),
+        layer_init(nn.Conv2d(channels, 16, 2)),
+        activation(),
+        nn.MaxPool2d(2),
+        layer_init(nn.Conv2d(16, 32, 2)),
+        activation(),
+        layer_init(nn.Conv2d(32, 64, 2)),
+        activation(),
     ]
 
 
 def nature_convs(channels: int, activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
     """The DQN Nature convolutions (Mnih et al. 2015) for Atari-sized frames."""
     return [
-        layer_init(nn.Conv2d(channels, 32, 8, 4)), activation(),
-        layer_init(nn.Conv2d(32, 64, 4, 2)), activation(),
-        layer_init(nn.Conv2d(64, 64, 3, 1)), activation(),
+        layer_init(nn.Conv2d(channels, 32, 8, 4)),
+        activation(),
+        layer_init(nn.Conv2d(32, 64, 4, 2)),
+        activation(),
+        layer_init(nn.Conv2d(64, 64, 3, 1)),
+        activation(),
     ]
 
 
@@ -181,9 +200,12 @@ def conv_trunk(observation_space: gym.spaces.Box) -> tuple[nn.Sequential, int]:
         # Small views (MiniGrid 7x7): 2x2 kernels without pooling. Pooling (as in the policy's MiniGrid
         # encoder) makes a novelty model generalize to unseen views, which blunts the novelty signal.
         convs = [
-            layer_init(nn.Conv2d(channels, 32, 2)), nn.LeakyReLU(),
-            layer_init(nn.Conv2d(32, 64, 2)), nn.LeakyReLU(),
-            layer_init(nn.Conv2d(64, 64, 2)), nn.LeakyReLU(),
+            layer_init(nn.Conv2d(channels, 32, 2)),
+            nn.LeakyReLU(),
+            layer_init(nn.Conv2d(32, 64, 2)),
+            nn.LeakyReLU(),
+            layer_init(nn.Conv2d(64, 64, 2)),
+            nn.LeakyReLU(),
         ]
     trunk = nn.Sequential(ImageInput(channels_last), *convs, nn.Flatten())
     with torch.no_grad():

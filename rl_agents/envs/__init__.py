@@ -3,4 +3,12 @@
 from rl_agents.envs.errors import EnvCreationError, EnvError, IndexedEnv
 from rl_agents.envs.make import VECTORIZATIONS, env_factory_of, family_wrappers, make_envs
 
-__all__ = ["VECTORIZATIONS", "EnvCreationError", "EnvError", "IndexedEnv", "env_factory_of", "family_wrappers", "make_envs"]
+__all__ = [
+    "VECTORIZATIONS",
+    "EnvCreationError",
+    "EnvError",
+    "IndexedEnv",
+    "env_factory_of",
+    "family_wrappers",
+    "make_envs",
+]

@@ -27,8 +27,16 @@ from rl_agents.envs.errors import EnvCreationError
 
 INSTALL_HINT = "pip install 'rl-agents[envpool]'"
 ATARI_SETTINGS = {
-    "episodic_life": False, "reward_clip": False, "noop_max": 30, "frame_skip": 4, "stack_num": 4,
-    "img_height": 84, "img_width": 84, "gray_scale": True, "repeat_action_probability": 0.0, "use_fire_reset": False,
+    "episodic_life": False,
+    "reward_clip": False,
+    "noop_max": 30,
+    "frame_skip": 4,
+    "stack_num": 4,
+    "img_height": 84,
+    "img_width": 84,
+    "gray_scale": True,
+    "repeat_action_probability": 0.0,
+    "use_fire_reset": False,
 }
 
 
@@ -70,7 +78,9 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._reset_next = np.zeros(num_envs, dtype=bool)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None and seed != self._seed:
             self._pool.close()
             self._pool, self._seed = self._make(seed=seed), seed

@@ -78,7 +78,9 @@ class IndexedEnv(gym.Wrapper):
         except EnvError:
             raise
         except Exception as error:
-            raise EnvError(f"env {self.index} failed in reset: {type(error).__name__}: {error}", [self.index]) from error
+            raise EnvError(
+                f"env {self.index} failed in reset: {type(error).__name__}: {error}", [self.index]
+            ) from error
         if self._shape is not None:
             self._check(obs, "reset")
         return obs, info
@@ -97,7 +99,11 @@ class IndexedEnv(gym.Wrapper):
                 [self.index],
             )
         dtype = getattr(obs, "dtype", None)
-        if dtype is not None and dtype.str != self._dtype and not np.can_cast(dtype, np.dtype(self._dtype), "same_kind"):
+        if (
+            dtype is not None
+            and dtype.str != self._dtype
+            and not np.can_cast(dtype, np.dtype(self._dtype), "same_kind")
+        ):
             raise EnvError(
                 f"env {self.index} returned an observation of dtype {dtype} from {during}; "
                 f"its observation space has dtype {np.dtype(self._dtype)}",

@@ -36,7 +36,9 @@ def _register_family(family: str) -> None:
 
             gym.register_envs(ale_py)
     except ImportError as error:
-        raise EnvCreationError(f"{family} environments need the {family!r} extra: pip install 'rl-agents[{family}]'") from error
+        raise EnvCreationError(
+            f"{family} environments need the {family!r} extra: pip install 'rl-agents[{family}]'"
+        ) from error
 
 
 def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
@@ -51,7 +53,9 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
         # rewards clipped to their sign, 4 stacked frames. The frame skip lives in the wrapper, so the
         # ALE's own is turned off. Episode statistics are recorded before clipping (the game score).
         def atari(env: gym.Env) -> gym.Env:
-            env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+            env = gym.wrappers.AtariPreprocessing(
+                env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True
+            )
             env = gym.wrappers.RecordEpisodeStatistics(env)
             env = gym.wrappers.TransformReward(env, lambda reward: float(np.sign(reward)))
             return gym.wrappers.FrameStackObservation(env, 4)
@@ -63,7 +67,9 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
 VECTORIZATIONS = ("sync", "async", "vector", "envpool")
 
 # How make_envs built each vector env it returned, for rebuilding it after a failure.
-_FACTORIES: weakref.WeakKeyDictionary[gym.vector.VectorEnv, Callable[[], gym.vector.VectorEnv]] = weakref.WeakKeyDictionary()
+_FACTORIES: weakref.WeakKeyDictionary[gym.vector.VectorEnv, Callable[[], gym.vector.VectorEnv]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def env_factory_of(envs: gym.vector.VectorEnv) -> Callable[[], gym.vector.VectorEnv] | None:
@@ -74,7 +80,9 @@ def env_factory_of(envs: gym.vector.VectorEnv) -> Callable[[], gym.vector.Vector
         return None
 
 
-def _make_one(env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any], index: int) -> gym.Env:
+def _make_one(
+    env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any], index: int
+) -> gym.Env:
     env = gym.make(env_id, **env_kwargs)
     for wrapper in wrappers:
         env = wrapper(env)
@@ -84,7 +92,9 @@ def _make_one(env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwa
 def _make_batched(env_id: str, num_envs: int, family: str, env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
     """The env's own batched implementation (its ``vector_entry_point``, e.g. gymnasium's CartPole)."""
     if gym.spec(env_id).vector_entry_point is None or family_wrappers(env_id):
-        raise EnvCreationError(f"{env_id} has no batched implementation (vector_entry_point): use vectorization 'sync' or 'async'")
+        raise EnvCreationError(
+            f"{env_id} has no batched implementation (vector_entry_point): use vectorization 'sync' or 'async'"
+        )
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
 
 
@@ -106,7 +116,9 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
     if family == "atari":
         env_kwargs.setdefault("frameskip", 1)
     if vectorization not in VECTORIZATIONS:
-        raise EnvCreationError(f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}")
+        raise EnvCreationError(
+            f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}"
+        )
     if vectorization in ("vector", "envpool"):
         if vectorization == "vector":
             envs = _make_batched(env_id, num_envs, family, env_kwargs)

@@ -227,7 +227,9 @@ class _Encoder:
                     for i, (k, item) in enumerate(value.items())
                 ]
             }
-        if isinstance(value, enum.Enum) or (hasattr(type(value), "__members__") and isinstance(getattr(value, "value", None), int)):
+        if isinstance(value, enum.Enum) or (
+            hasattr(type(value), "__members__") and isinstance(getattr(value, "value", None), int)
+        ):
             # Python enums and pybind11 ones (e.g. ale_py.Action)
             return {"enum": _type_path(value), "value": self.encode(value.value, key)}
         path = _type_path(value)
@@ -257,20 +259,23 @@ class _Encoder:
     def ale(self, ale: Any, key: str) -> dict[str, Any]:
         try:
             sticky = float(ale.getFloat("repeat_action_probability"))
-        except Exception:  # noqa: BLE001
+        except Exception:
             sticky = math.nan
         if not sticky == 0.0:
             # With sticky actions the emulator repeats its previous action at random; ale-py's state
             # (cloneState) does not hold that previous action, so a restored env could act differently.
             raise EnvStateUnsupported(
                 f"{key}: the ALE's sticky actions (repeat_action_probability={sticky}) keep the previous action "
-                "outside the state ale-py can save; use repeat_action_probability=0 (e.g. *NoFrameskip-v4) for exact resume"
+                "outside the state ale-py can save; use repeat_action_probability=0 (e.g. *NoFrameskip-v4) "
+                "for exact resume"
             )
         try:
             state = ale.cloneState(include_rng=True)
             raw = _ale_serialize(state)
-        except Exception as error:  # noqa: BLE001 (an ale-py without the API)
-            raise EnvStateUnsupported(f"{key}: the ALE's state cannot be serialized ({type(error).__name__}: {error})") from None
+        except Exception as error:
+            raise EnvStateUnsupported(
+                f"{key}: the ALE's state cannot be serialized ({type(error).__name__}: {error})"
+            ) from None
         return {"state": self.array(np.frombuffer(raw, dtype=np.uint8), key + "/state")}
 
 
@@ -332,7 +337,7 @@ def _mjdata_arrays(data: Any) -> dict[str, np.ndarray]:
             continue
         try:
             value = getattr(data, name)
-        except Exception:  # noqa: BLE001,S112 (a property that cannot be read in this state)
+        except Exception:
             continue
         if isinstance(value, np.ndarray) and not value.dtype.hasobject and value.dtype.fields is None:
             arrays[name] = value
@@ -393,7 +398,10 @@ def capture_env_state(envs: Any, obs: Any = None) -> tuple[dict[str, torch.Tenso
         },
         "vector_wrappers": [_capture_object(w, encoder, f"{vector_key}/wrapper{i}") for i, w in enumerate(wrappers)],
         "envs": [
-            [_capture_object(level, encoder, f"{TENSOR_PREFIX}{index}/{depth}") for depth, level in enumerate(_env_chain(env))]
+            [
+                _capture_object(level, encoder, f"{TENSOR_PREFIX}{index}/{depth}")
+                for depth, level in enumerate(_env_chain(env))
+            ]
             for index, env in enumerate(vector.envs)
         ],
         "obs": None if obs is None else encoder.encode(obs, TENSOR_PREFIX + "obs"),
@@ -435,7 +443,9 @@ class _Decoder:
                 raise EnvStateMismatch(f"{where}: tensor {key!r} does not hold {shape} {dtype}")
             return np.frombuffer(tensor.numpy().tobytes(), dtype=dtype).reshape(shape).copy()
         if _NATIVE_DTYPES.get(dtype) != tensor.dtype or tuple(tensor.shape) != shape:
-            raise EnvStateMismatch(f"{where}: tensor {key!r} is {tensor.dtype} {list(tensor.shape)}, expected {dtype} {list(shape)}")
+            raise EnvStateMismatch(
+                f"{where}: tensor {key!r} is {tensor.dtype} {list(tensor.shape)}, expected {dtype} {list(shape)}"
+            )
         return tensor.numpy().copy()
 
     def rng(self, entry: dict[str, Any], current: Any, where: str) -> Any:
@@ -520,7 +530,11 @@ class _Decoder:
             return collections.deque(items, maxlen=entry.get("maxlen"))
         if "list" in entry or "tuple" in entry:
             items_in = entry.get("list", entry.get("tuple"))
-            fresh = current if isinstance(current, (list, tuple)) and len(current) == len(items_in) else [None] * len(items_in)
+            fresh = (
+                current
+                if isinstance(current, (list, tuple)) and len(current) == len(items_in)
+                else [None] * len(items_in)
+            )
             items = [self._value(item, fresh[i], f"{where}/{i}") for i, item in enumerate(items_in)]
             return items if "list" in entry else tuple(items)
         if "dict" in entry:
@@ -584,7 +598,7 @@ class _Decoder:
         raw = self.array(saved["state"], where).tobytes()
         try:
             state = _ale_deserialize(raw)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise EnvStateMismatch(f"{where}: the ALE state cannot be rebuilt ({error})") from None
         if self.apply:
             ale.restoreState(state)
@@ -634,11 +648,12 @@ def prepare_restore(envs: Any, tensors: dict[str, torch.Tensor], state: Any) -> 
         raise EnvStateMismatch("the number of saved envs differs")
     chains = [_env_chain(env) for env in vector.envs]
     for index, (chain, saved_chain) in enumerate(zip(chains, saved_envs)):
-        if not isinstance(saved_chain, list) or [s.get("class") if isinstance(s, dict) else None for s in saved_chain] != [
-            _type_path(level) for level in chain
-        ]:
+        if not isinstance(saved_chain, list) or [
+            s.get("class") if isinstance(s, dict) else None for s in saved_chain
+        ] != [_type_path(level) for level in chain]:
             raise EnvStateMismatch(
-                f"env {index}: wrapper chain differs (saved {[s.get('class') for s in saved_chain if isinstance(s, dict)]}, "
+                f"env {index}: wrapper chain differs "
+                f"(saved {[s.get('class') for s in saved_chain if isinstance(s, dict)]}, "
                 f"here {[_type_path(level) for level in chain]})"
             )
     spaces = state.get("spaces")
@@ -654,7 +669,7 @@ def prepare_restore(envs: Any, tensors: dict[str, torch.Tensor], state: Any) -> 
         for index, (wrapper, saved) in enumerate(zip(wrappers, saved_wrappers)):
             _restore_object(wrapper, saved, decoder, f"vector wrapper {index}")
         for index, (chain, saved_chain) in enumerate(zip(chains, saved_envs)):
-            for depth, (level, saved) in enumerate(zip(chain, saved_chain)):
+            for level, saved in zip(chain, saved_chain):
                 _restore_object(level, saved, decoder, f"env {index} {type(level).__name__}")
         obs = None if state.get("obs") is None else decoder._value(state["obs"], None, "obs")
         if apply:

@@ -7,10 +7,11 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from rl_agents.checkpointing import CheckpointError, read_checkpoint_config, resolve_checkpoint
+from rl_agents.checkpointing import read_checkpoint_config, resolve_checkpoint
 from rl_agents.config.schema import RunConfig
 from rl_agents.training.distributed import DistributedTrainer
-from rl_agents.training.trainer import Trainer, run_config_of
+from rl_agents.training.recipes import run_config_of
+from rl_agents.training.trainer import Trainer
 
 
 def trainer_class(config: RunConfig, envs: gym.vector.VectorEnv | None = None) -> type[Trainer]:
@@ -25,7 +26,9 @@ def make_trainer(config: RunConfig, loggers: list | tuple = (), *, envs: gym.vec
     return trainer_class(config, envs).from_config(config, envs=envs, loggers=loggers)
 
 
-def load_trainer(path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()) -> Trainer:
+def load_trainer(
+    path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()
+) -> Trainer:
     """Rebuild a trainer (distributed when its run was) from a checkpoint and restore its state."""
     directory = resolve_checkpoint(path)
     raw = read_checkpoint_config(directory)
@@ -34,4 +37,4 @@ def load_trainer(path: Any, envs: gym.vector.VectorEnv | None = None, *, device:
     return trainer_class(run_config_of(raw, directory), envs).load(directory, envs, device=device, loggers=loggers)
 
 
-__all__ = ["CheckpointError", "load_trainer", "make_trainer", "trainer_class"]
+__all__ = ["load_trainer", "make_trainer", "trainer_class"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -67,6 +67,25 @@ def _describe_non_finite(row: np.ndarray) -> str:
 def derived_seed(*entropy: int) -> int:
     """A seed for a restart or a resumed run, derived from the run's seed and where it is."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+class BatchSource(Protocol):
+    """What the Trainer needs of a collector: this module's :class:`Collector`, or
+    :class:`~rl_agents.training.distributed.RayCollectors` (Ray workers each running one)."""
+
+    global_step: int
+    step_in_rollout: int  # vector steps collected towards the next batch (0: at an update boundary)
+    total_steps: int | None
+    episodes: EpisodeTracker
+    autoreset_mode: Any
+    resume_obs: Any  # not None when begin() will continue restored episodes
+
+    def begin(self, seed: int | None = None) -> Any: ...
+    def collect(self) -> Batch: ...
+    def counters(self) -> dict[str, float]: ...
+    def random_observations(self, steps: int, seed: int) -> torch.Tensor: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def prepare_load(self, state: Any, where: str = ...) -> Apply: ...
 
 
 class Collector:
@@ -160,6 +179,10 @@ class Collector:
         storage.allocate_host(EXTRINSIC_REWARD, (), torch.float32)
         return storage
 
+    def counters(self) -> dict[str, float]:
+        """Running totals to log: environment restarts, when restarts are allowed."""
+        return {"trainer/env_restarts": float(self.num_env_restarts)} if self.max_env_restarts else {}
+
     @property
     def at_boundary(self) -> bool:
         """No partly collected rollout and no act() waiting for its observe(): a checkpoint may be saved."""
@@ -184,7 +207,12 @@ class Collector:
         return env_action.cpu().numpy()
 
     def observe(
-        self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]
+        self,
+        next_obs: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
     ) -> Batch | None:
         """Store the outcome of ``envs.step``; returns the rollout when it is full, else None.
 
@@ -380,7 +408,8 @@ class Collector:
         boundary, with no observation to continue from."""
         while self.num_env_restarts < self.max_env_restarts:
             warnings.warn(
-                f"{error}; restarting the environments (restart {self.num_env_restarts + 1} of at most {self.max_env_restarts})",
+                f"{error}; restarting the environments "
+                f"(restart {self.num_env_restarts + 1} of at most {self.max_env_restarts})",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -439,14 +468,19 @@ class Collector:
             if restore_envs is not None:
                 try:
                     self.last_obs = self.resume_obs = restore_envs()
-                except Exception as error:  # noqa: BLE001 (checked beforehand; begin() resets half-restored envs)
-                    warning = f"the environments' state could not be restored ({type(error).__name__}: {' '.join(str(error).split())})"
+                except Exception as error:
+                    warning = (
+                        "the environments' state could not be restored "
+                        f"({type(error).__name__}: {' '.join(str(error).split())})"
+                    )
             if warning is not None:
                 warnings.warn(f"{warning}; training re-seeds and resets the environments", stacklevel=4)
 
         return apply
 
-    def _prepare_env_restore(self, saved: dict[str, Any] | None, where: str) -> tuple[Callable[[], Any] | None, str | None]:
+    def _prepare_env_restore(
+        self, saved: dict[str, Any] | None, where: str
+    ) -> tuple[Callable[[], Any] | None, str | None]:
         """(a function restoring the envs and returning the saved observation, or None; a warning or None)."""
         if saved is None:  # saved before any step
             return None, None

@@ -63,7 +63,9 @@ class EpisodeTracker:
         self.running_return = np.zeros(num_envs, dtype=np.float64)
         self.running_length = np.zeros(num_envs, dtype=np.int64)
 
-    def track(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray, info: dict[str, Any], end_step: int) -> None:
+    def track(
+        self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray, info: dict[str, Any], end_step: int
+    ) -> None:
         self.running_return += np.where(valid, reward, 0.0)
         self.running_length += valid
         recorded = info.get("episode") if "_episode" in info else None

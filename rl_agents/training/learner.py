@@ -17,9 +17,26 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from rl_agents.core.agent import NEXT_OBS, REPLAY_KEYS, TERMINATED, TRUNCATED, VALID, Agent, Batch, CompositionError, EnvContext
+from rl_agents.core.agent import (
+    NEXT_OBS,
+    REPLAY_KEYS,
+    TERMINATED,
+    TRUNCATED,
+    VALID,
+    Agent,
+    Batch,
+    CompositionError,
+    EnvContext,
+)
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
-from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule, Schedule, check_schedule, rollout_steps, schedule_fields
+from rl_agents.core.schedules import (
+    OnPolicySchedule,
+    ReplaySchedule,
+    Schedule,
+    check_schedule,
+    rollout_steps,
+    schedule_fields,
+)
 from rl_agents.core.state import Apply, StateError, count, entry, numbers, prepare_module_load
 from rl_agents.training.optimization import SummedLossStep, build_optimizer, subnormals_flushed
 from rl_agents.training.optimizer_state import optimizer_state_dict, prepare_optimizer_load
@@ -38,7 +55,19 @@ class EnvSpaces:
 
     @classmethod
     def of(cls, envs: gym.vector.VectorEnv, num_envs: int | None = None) -> EnvSpaces:
-        return cls(envs.single_observation_space, envs.single_action_space, envs.num_envs if num_envs is None else num_envs)
+        return cls(
+            envs.single_observation_space, envs.single_action_space, envs.num_envs if num_envs is None else num_envs
+        )
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; ``"cuda"`` without CUDA is refused."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False")
+    return resolved
 
 
 def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
@@ -49,7 +78,7 @@ def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
 
 def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
     prefix = agent_name + "/"
-    return {key[len(prefix):]: value for key, value in logged.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in logged.items() if key.startswith(prefix)}
 
 
 def _mean_of(sums: dict[str, float], count_: int) -> dict[str, float]:
@@ -68,7 +97,14 @@ class Learner:
     """
 
     def __init__(
-        self, spaces: EnvSpaces, agents: list[Agent], *, seed: int, device: torch.device, skip_non_finite_updates: bool = False, **schedule: Any
+        self,
+        spaces: EnvSpaces,
+        agents: list[Agent],
+        *,
+        seed: int,
+        device: torch.device,
+        skip_non_finite_updates: bool = False,
+        **schedule: Any,
     ):
         self.spaces = spaces
         self.num_envs = spaces.num_envs
@@ -89,7 +125,9 @@ class Learner:
         self.replay = self._build_replay()
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
         self._target_tensors: list[tuple[list[torch.Tensor], ...]] | None = None
-        self.step = SummedLossStep(self.composition.order, self.optimizer, self.schedule, device, skip_non_finite_updates)
+        self.step = SummedLossStep(
+            self.composition.order, self.optimizer, self.schedule, device, skip_non_finite_updates
+        )
         self.num_updates = 0
         self.total_gradient_steps = 0  # replay minibatch steps over the run (target updates count them)
 
@@ -121,9 +159,14 @@ class Learner:
             if value is None:
                 continue
             if key not in names:
-                how = "off-policy from a replay buffer" if isinstance(schedule, ReplaySchedule) else "on-policy from rollouts"
+                how = (
+                    "off-policy from a replay buffer"
+                    if isinstance(schedule, ReplaySchedule)
+                    else "on-policy from rollouts"
+                )
                 raise CompositionError(
-                    f"{key!r} does not apply: agent {self.acting.name!r} trains {how}, whose settings are {', '.join(sorted(names))}"
+                    f"{key!r} does not apply: agent {self.acting.name!r} trains {how}, "
+                    f"whose settings are {', '.join(sorted(names))}"
                 )
             setattr(schedule, key, value)
         check_schedule(schedule)
@@ -147,6 +190,10 @@ class Learner:
     @property
     def skipped_updates(self) -> int:
         return self.step.skipped
+
+    def counters(self) -> dict[str, float]:
+        """Running totals to log: skipped non-finite updates, when skipping is on."""
+        return {"trainer/skipped_updates": float(self.step.skipped)} if self.step.skip_non_finite else {}
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch, *, global_step: int, total_steps: int | None) -> dict[str, float]:
@@ -173,7 +220,11 @@ class Learner:
 
     @property
     def _replay_keys(self) -> frozenset[str]:
-        return self.composition.used_keys | {NEXT_OBS, VALID, TERMINATED, TRUNCATED} | {stream.key for stream in self.streams}
+        return (
+            self.composition.used_keys
+            | {NEXT_OBS, VALID, TERMINATED, TRUNCATED}
+            | {stream.key for stream in self.streams}
+        )
 
     def _set_learning_rate(self, total_steps: int | None) -> None:
         schedule = self.schedule
@@ -219,7 +270,9 @@ class Learner:
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(schedule.gradient_steps):
-            minibatch = self.replay.sample(schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams)
+            minibatch = self.replay.sample(
+                schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams
+            )
             step_values = self.step(minibatch, where)
             if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
                 for key, value in step_values.items():
@@ -263,7 +316,9 @@ class Learner:
     def prepare_load(self, state: Any, where: str = "learner") -> tuple[Apply, str | None]:
         """Check a :meth:`state_dict`; returns the function that applies it and a warning, if any (a
         generator saved on another device type cannot be restored: sampling then differs)."""
-        apply_optimizer = prepare_optimizer_load(self.agents, self.optimizer, entry(state, "optimizer", dict, where), f"{where}.optimizer")
+        apply_optimizer = prepare_optimizer_load(
+            self.agents, self.optimizer, entry(state, "optimizer", dict, where), f"{where}.optimizer"
+        )
         groups = len(self.optimizer.param_groups)
         base_lrs = numbers(state, "base_lrs", (int, float), groups, where, f"one number per param group ({groups})")
         num_updates = count(state, "num_updates", where)
@@ -294,8 +349,10 @@ class Learner:
             raise StateError(f"{where}: generator must be a 1-d uint8 tensor, got {saved.dtype} {list(saved.shape)}")
         try:
             torch.Generator(device=self.device).set_state(saved)
-        except Exception as error:  # noqa: BLE001 (set_state rejects a bad state with RuntimeError or others)
-            raise StateError(f"{where}: generator is not a valid generator state ({' '.join(str(error).split())})") from None
+        except Exception as error:
+            raise StateError(
+                f"{where}: generator is not a valid generator state ({' '.join(str(error).split())})"
+            ) from None
         return saved, None
 
     def _prepare_replay_load(self, saved: dict[str, Any] | None, where: str) -> Apply:
@@ -323,7 +380,10 @@ def prepare_agents_load(agents: list[Agent], state: Any, where: str = "agents") 
     for name in current:
         if name not in state:
             raise StateError(f"trainer agent {name!r} is not in the checkpoint (it has {sorted(state)})")
-    appliers = [prepare_module_load(agent, state[agent.name], f"agent {agent.name!r}", f"{where}/{agent.name}") for agent in agents]
+    appliers = [
+        prepare_module_load(agent, state[agent.name], f"agent {agent.name!r}", f"{where}/{agent.name}")
+        for agent in agents
+    ]
 
     def apply() -> None:
         for load in appliers:

@@ -48,7 +48,9 @@ class MetricsLog:
         metrics.update(self._episode_metrics(episodes))
         metrics["charts/learning_rate"] = learning_rate
         metrics["charts/wall_time"] = time.perf_counter() - self._start_time
-        metrics["charts/steps_per_second"] = (global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
+        metrics["charts/steps_per_second"] = (global_step - self._start_step) / max(
+            time.perf_counter() - self._start_time, 1e-9
+        )
         metrics.update(counters)
         self.metrics = metrics
         self.last_log_step = global_step
@@ -57,8 +59,8 @@ class MetricsLog:
             logger.log(global_step, metrics)
 
     def _episode_metrics(self, episodes: EpisodeStats) -> dict[str, float]:
-        new_returns = episodes.returns[self.log_from_episode:]
-        new_lengths = episodes.lengths[self.log_from_episode:]
+        new_returns = episodes.returns[self.log_from_episode :]
+        new_lengths = episodes.lengths[self.log_from_episode :]
         self.log_from_episode = len(episodes.returns)
         if not new_returns:
             return {}
@@ -84,11 +86,19 @@ class MetricsLog:
 
     def prepare_load(self, state: Any, episodes: int, where: str = "metrics") -> Apply:
         """Check a :meth:`state_dict` (``episodes``: how many finished episodes the loaded state holds)."""
-        num_logs, last_log_step, log_from = (count(state, key, where) for key in ("num_logs", "last_log_step", "log_from_episode"))
+        num_logs, last_log_step, log_from = (
+            count(state, key, where) for key in ("num_logs", "last_log_step", "log_from_episode")
+        )
         if log_from > episodes:
             raise StateError(f"{where}: log_from_episode exceeds the number of episodes")
-        sums, counts, metrics = (entry(state, key, dict, where) for key in ("pending_sums", "pending_counts", "metrics"))
-        for name, values, kind in (("pending_sums", sums, (int, float)), ("pending_counts", counts, int), ("metrics", metrics, (int, float))):
+        sums, counts, metrics = (
+            entry(state, key, dict, where) for key in ("pending_sums", "pending_counts", "metrics")
+        )
+        for name, values, kind in (
+            ("pending_sums", sums, (int, float)),
+            ("pending_counts", counts, int),
+            ("metrics", metrics, (int, float)),
+        ):
             if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values.values()):
                 raise StateError(f"{where}: {name} must map names to numbers")
 

@@ -72,7 +72,12 @@ class SummedLossStep:
     gradient norm to the schedule's ``max_grad_norm`` when set (read at each step)."""
 
     def __init__(
-        self, order: Sequence[Agent], optimizer: torch.optim.Optimizer, schedule: Schedule, device: torch.device, skip_non_finite: bool
+        self,
+        order: Sequence[Agent],
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        device: torch.device,
+        skip_non_finite: bool,
     ):
         self.order = tuple(order)
         self.optimizer = optimizer
@@ -125,11 +130,17 @@ class SummedLossStep:
         """Which agents' parameters hold a NaN or infinite gradient, with those agents' loss terms."""
         parts = []
         for agent in self.order:
-            names = [name for name, p in agent.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+            names = [
+                name
+                for name, p in agent.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            ]
             if names:
                 shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
                 prefix = f"{agent.name}/loss/"
-                terms = ", ".join(f"{key[len(prefix):]!r} = {value:.6g}" for key, value in values.items() if key.startswith(prefix))
+                terms = ", ".join(
+                    f"{key[len(prefix) :]!r} = {value:.6g}" for key, value in values.items() if key.startswith(prefix)
+                )
                 parts.append(f"agent {agent.name!r} in {shown} (its loss terms: {terms or 'none'})")
         return "; ".join(parts)
 
@@ -138,7 +149,11 @@ class SummedLossStep:
         message = f"{message} ({where})"
         if not self.skip_non_finite:
             raise NonFiniteLossError(
-                message + "; skip_non_finite_updates=True (--set trainer.skip_non_finite_updates=true) skips such updates instead"
+                message
+                + (
+                    "; skip_non_finite_updates=True (--set trainer.skip_non_finite_updates=true) "
+                    "skips such updates instead"
+                )
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.skipped += 1

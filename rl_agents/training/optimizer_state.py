@@ -55,7 +55,9 @@ def optimizer_state_dict(agents: Sequence[Agent], optimizer: torch.optim.Optimiz
         for group in optimizer.param_groups
     ]
     state = {
-        names[id(param)]: {key: value.detach().clone() if isinstance(value, torch.Tensor) else value for key, value in values.items()}
+        names[id(param)]: {
+            key: value.detach().clone() if isinstance(value, torch.Tensor) else value for key, value in values.items()
+        }
         for param, values in optimizer.state.items()
     }
     return {"class": class_path(optimizer), "param_groups": groups, "state": state}
@@ -69,24 +71,32 @@ def prepare_optimizer_load(agents: Sequence[Agent], optimizer: torch.optim.Optim
         raise StateError(f"{where}: optimizer was {saved['class']!r}, this trainer uses {class_path(optimizer)!r}")
     saved_groups = entry(saved, "param_groups", list, where)
     if not all(
-        isinstance(g, dict) and isinstance(g.get("hyperparameters"), dict) and isinstance(g.get("params"), list)
+        isinstance(g, dict)
+        and isinstance(g.get("hyperparameters"), dict)
+        and isinstance(g.get("params"), list)
         and all(isinstance(p, str) for p in g["params"])
         for g in saved_groups
     ):
         raise StateError(f"{where}: param_groups is malformed")
     if len(saved_groups) != len(optimizer.param_groups):
-        raise StateError(f"{where}: optimizer has {len(saved_groups)} param groups, this trainer has {len(optimizer.param_groups)}")
+        raise StateError(
+            f"{where}: optimizer has {len(saved_groups)} param groups, this trainer has {len(optimizer.param_groups)}"
+        )
     template = optimizer.state_dict()
     new_groups, index_of, params_by_name = [], {}, {}
     for group, template_group, saved_group in zip(optimizer.param_groups, template["param_groups"], saved_groups):
         group_names = [names[id(p)] for p in group["params"]]
         label = group.get("name")
         if saved_group.get("name") != label:
-            raise StateError(f"{where}: optimizer param group {saved_group.get('name')!r} does not match this trainer's {label!r}")
+            raise StateError(
+                f"{where}: optimizer param group {saved_group.get('name')!r} does not match this trainer's {label!r}"
+            )
         if saved_group["params"] != group_names:
             missing = sorted(set(group_names) - set(saved_group["params"]))
             extra = sorted(set(saved_group["params"]) - set(group_names))
-            raise StateError(f"{where}: agent {label!r}: optimized parameters differ (missing {missing}, unexpected {extra})")
+            raise StateError(
+                f"{where}: agent {label!r}: optimized parameters differ (missing {missing}, unexpected {extra})"
+            )
         new_groups.append(_hyperparameters(template_group, saved_group["hyperparameters"]))
         for pname, index, param in zip(group_names, template_group["params"], group["params"]):
             index_of[pname] = index
@@ -96,7 +106,7 @@ def prepare_optimizer_load(agents: Sequence[Agent], optimizer: torch.optim.Optim
     def apply() -> None:
         try:
             optimizer.load_state_dict({"state": new_state, "param_groups": new_groups})
-        except Exception as error:  # noqa: BLE001 (torch raises ValueError or KeyError)
+        except Exception as error:
             raise StateError(f"{where}: optimizer state does not fit ({' '.join(str(error).split())})") from None
 
     return apply
@@ -124,14 +134,21 @@ def _parameter_state(
         for key, value in values.items():
             if isinstance(value, torch.Tensor) and value.dim() != 0 and tuple(value.shape) != tuple(param.shape):
                 raise StateError(
-                    f"{where}: optimizer state {key!r} of {pname!r} has shape {list(value.shape)}, parameter has {list(param.shape)}"
+                    f"{where}: optimizer state {key!r} of {pname!r} has shape {list(value.shape)}, "
+                    f"parameter has {list(param.shape)}"
                 )
-            if not isinstance(value, torch.Tensor) and not is_type(value, (int, float, bool, str, type(None), list, dict)):
-                raise StateError(f"{where}: optimizer state {key!r} of {pname!r} has the wrong type ({type(value).__name__})")
+            if not isinstance(value, torch.Tensor) and not is_type(
+                value, (int, float, bool, str, type(None), list, dict)
+            ):
+                raise StateError(
+                    f"{where}: optimizer state {key!r} of {pname!r} has the wrong type ({type(value).__name__})"
+                )
         new_state[index_of[pname]] = dict(values)
     key_sets = {frozenset(values) for values in new_state.values()}
     if len(key_sets) > 1:  # torch's optimizers keep the same keys for every parameter they have state for
         everything = frozenset().union(*key_sets)
-        pname, values = next((n, new_state[i]) for n, i in index_of.items() if i in new_state and set(new_state[i]) != everything)
+        pname, values = next(
+            (n, new_state[i]) for n, i in index_of.items() if i in new_state and set(new_state[i]) != everything
+        )
         raise StateError(f"{where}: optimizer state of {pname!r} lacks {sorted(everything - set(values))}")
     return new_state

@@ -7,7 +7,7 @@ The functions take the class to build (``Trainer`` or a subclass), so that ``Tra
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 import torch
@@ -23,13 +23,26 @@ from rl_agents.config.schema import (
     translated_build_errors,
 )
 
-if TYPE_CHECKING:
-    from rl_agents.training.trainer import Trainer
+
+class BuiltTrainer(Protocol):
+    """What these recipes need of the class they build (the Trainer; never imported here)."""
+
+    run_config: dict[str, Any] | None
+
+    def load_state(self, path: Any) -> Any: ...
+
+
+TrainerT = TypeVar("TrainerT", bound=BuiltTrainer)
 
 
 def build_from_config(
-    cls: type[Trainer], config: RunConfig, *, envs: gym.vector.VectorEnv | None, loggers: Any, overrides: dict[str, Any]
-) -> Trainer:
+    cls: type[TrainerT],
+    config: RunConfig,
+    *,
+    envs: gym.vector.VectorEnv | None,
+    loggers: Any,
+    overrides: dict[str, Any],
+) -> TrainerT:
     """``cls`` built with the environments (unless ``envs`` are given), agents and settings of ``config``."""
     if config.distributed.workers > 0 and envs is None:
         raise ConfigError(
@@ -56,8 +69,8 @@ def build_from_config(
 
 
 def load_with_class(
-    cls: type[Trainer], path: Any, envs: gym.vector.VectorEnv | None, *, device: str | torch.device | None, loggers: Any
-) -> Trainer:
+    cls: Any, path: Any, envs: gym.vector.VectorEnv | None, *, device: str | torch.device | None, loggers: Any
+) -> Any:
     """``cls.from_config`` of a checkpoint's stored run config, with the checkpoint's state restored."""
     directory, tree = read_checkpoint(path)
     run = tree.get("run")

@@ -54,7 +54,7 @@ class ReplayBuffer:
         if not self.data:
             self._allocate(chunk)
         for start in range(0, length, self.capacity):  # a chunk longer than the ring keeps its newest part
-            piece = {key: value[start:start + self.capacity] for key, value in chunk.items()}
+            piece = {key: value[start : start + self.capacity] for key, value in chunk.items()}
             self._write(piece, min(self.capacity, length - start))
 
     def _allocate(self, chunk: Batch) -> None:
@@ -171,9 +171,16 @@ class ReplayBuffer:
         if not (size <= capacity and position < capacity):
             raise StateError(f"{where}: replay position {position} or size {size} is out of range")
         for key, tensor in data.items():
-            if not isinstance(tensor, torch.Tensor) or tensor.dim() < 2 or tensor.shape[0] != size or tensor.shape[1] != self.num_envs:
+            if (
+                not isinstance(tensor, torch.Tensor)
+                or tensor.dim() < 2
+                or tensor.shape[0] != size
+                or tensor.shape[1] != self.num_envs
+            ):
                 shape = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-                raise StateError(f"{where}: replay tensor {key!r} has shape {shape}, expected [{size}, {self.num_envs}, ...]")
+                raise StateError(
+                    f"{where}: replay tensor {key!r} has shape {shape}, expected [{size}, {self.num_envs}, ...]"
+                )
         if size > 0 and VALID not in data:
             raise StateError(f"{where}: replay buffer lacks its 'valid' mask")
 

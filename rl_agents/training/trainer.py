@@ -20,66 +20,33 @@ step is applied, so the trainer can still be saved; ``train(..., save_on_error=d
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rl_agents.checkpointing import STATE_FILE, CheckpointError, read_checkpoint, save_checkpoint, step_dir_name
-from rl_agents.config.schema import (
-    ConfigError,
-    RunConfig,
-    build_agents,
-    config_from_dict,
-    config_to_dict,
-    make_config_envs,
-    translated_build_errors,
-)
+from rl_agents.config.schema import RunConfig, config_to_dict
 from rl_agents.core.agent import Agent, Batch
-from rl_agents.core.state import StateError, entry
+from rl_agents.core.state import StateError
 from rl_agents.envs import EnvError
 from rl_agents.logging import Logger
-from rl_agents.training.collector import Collector, require_vector_env
-from rl_agents.training.episodes import EpisodeStats
+from rl_agents.training.collector import BatchSource, Collector, require_vector_env
 from rl_agents.training.errors import CollectionError, NonFiniteError
-from rl_agents.training.learner import EnvSpaces, Learner, agents_state_dict, prepare_agents_load
+from rl_agents.training.learner import EnvSpaces, Learner, resolve_device
 from rl_agents.training.metrics import MetricsLog
-from rl_agents.training.run_record import check_same_run, prepare_run_load, run_record
+from rl_agents.training.recipes import build_from_config, load_with_class
+from rl_agents.training.state_tree import prepare_tree_load, state_tree
 
 if TYPE_CHECKING:
     from rl_agents.evaluation import EvaluationResult
 
 # The name under which train(..., save_on_error=dir) saves the trainer when training stops on an error.
 LAST_GOOD_CHECKPOINT = "last_good"
-
-
-class BatchSource(Protocol):
-    """What the Trainer needs of a collector: the local :class:`Collector`, or Ray workers'."""
-
-    global_step: int
-    step_in_rollout: int
-    total_steps: int | None
-
-    @property
-    def episodes(self) -> Any: ...
-    def begin(self, seed: int | None = None) -> Any: ...
-    def collect(self) -> Batch: ...
-    def random_observations(self, steps: int, seed: int) -> torch.Tensor: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def prepare_load(self, state: Any, where: str = ...) -> Callable[[], None]: ...
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False")
-    return resolved
 
 
 class Trainer:
@@ -120,12 +87,27 @@ class Trainer:
     ):
         require_vector_env(envs)
         learner = Learner(
-            EnvSpaces.of(envs), agents, seed=seed, device=resolve_device(device), skip_non_finite_updates=skip_non_finite_updates, **schedule
+            EnvSpaces.of(envs),
+            agents,
+            seed=seed,
+            device=resolve_device(device),
+            skip_non_finite_updates=skip_non_finite_updates,
+            **schedule,
         )
-        collector = Collector.for_learner(envs, learner, seed=seed, max_env_restarts=max_env_restarts, env_factory=env_factory)
+        collector = Collector.for_learner(
+            envs, learner, seed=seed, max_env_restarts=max_env_restarts, env_factory=env_factory
+        )
         self._wire(learner, collector, total_steps=total_steps, loggers=loggers, log_interval=log_interval)
 
-    def _wire(self, learner: Learner, collector: BatchSource, *, total_steps: int | None, loggers: Any, log_interval: int | None) -> None:
+    def _wire(
+        self,
+        learner: Learner,
+        collector: BatchSource,
+        *,
+        total_steps: int | None,
+        loggers: Any,
+        log_interval: int | None,
+    ) -> None:
         """Connect a Learner and a collector (subclasses build their own collector, then call this)."""
         self.learner = learner
         self.collector = collector
@@ -137,7 +119,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ what users read
     agents = property(lambda self: self.learner.agents, doc="The composition's agents.")
-    composition = property(lambda self: self.learner.composition, doc="Who provides and needs which keys, in which order.")
+    composition = property(
+        lambda self: self.learner.composition, doc="Who provides and needs which keys, in which order."
+    )
     optimizer = property(lambda self: self.learner.optimizer, doc="The one optimizer over every agent's parameters.")
     replay = property(lambda self: self.learner.replay, doc="The replay buffer (off-policy schedules), else None.")
     generator = property(lambda self: self.learner.generator, doc="Drives action sampling and minibatch order.")
@@ -149,7 +133,9 @@ class Trainer:
     envs = property(lambda self: self.collector.envs, doc="The vector env (after restarts, the new one).")
     episodes: property = property(lambda self: self.collector.episodes.finished, doc="Finished episodes.")
     metrics = property(lambda self: self.metrics_log.metrics, doc="The last logged metrics.")
-    loggers = property(lambda self: self.metrics_log.loggers, lambda self, value: setattr(self.metrics_log, "loggers", list(value)))
+    loggers = property(
+        lambda self: self.metrics_log.loggers, lambda self, value: setattr(self.metrics_log, "loggers", list(value))
+    )
 
     @property
     def global_step(self) -> int:
@@ -176,7 +162,14 @@ class Trainer:
         """Choose actions for a batch of observations and remember what the agents need of them."""
         return self.collector.act(obs)
 
-    def observe(self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]) -> None:
+    def observe(
+        self,
+        next_obs: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
         """Store the outcome of ``envs.step``; update when the rollout is full (see :meth:`Collector.observe`)."""
         batch = self.collector.observe(next_obs, reward, terminated, truncated, info)
         if batch is not None:
@@ -192,11 +185,7 @@ class Trainer:
         metrics = self.learner.update(batch, global_step=self.global_step, total_steps=self.total_steps)
         self.metrics_log.accumulate(metrics)
         if self.metrics_log.due(self.global_step):
-            counters = {}
-            if self.learner.step.skip_non_finite:
-                counters["trainer/skipped_updates"] = float(self.learner.skipped_updates)
-            if getattr(self.collector, "max_env_restarts", 0):
-                counters["trainer/env_restarts"] = float(self.collector.num_env_restarts)
+            counters = {**self.learner.counters(), **self.collector.counters()}
             learning_rate = self.learner.optimizer.param_groups[0]["lr"]
             self.metrics_log.log(self.global_step, self.episodes, learning_rate, counters)
         return metrics
@@ -240,7 +229,8 @@ class Trainer:
         from rl_agents.progress import TrainingProgress
 
         self.total_steps = total_steps
-        if not (getattr(self.collector, "resume_obs", None) is not None and seed is None) and self.global_step == 0:
+        resuming = self.collector.resume_obs is not None and seed is None  # continuing restored episodes
+        if not resuming and self.global_step == 0:
             self.warmup(seed=self.seed if seed is None else seed)
         self.collector.begin(seed)
         self.metrics_log.start(self.global_step)
@@ -294,57 +284,33 @@ class Trainer:
             trainer_config = self.run_config.get("trainer", {})
             num_envs = min(trainer_config.get("num_envs", 1), episodes)
             envs = make_envs(self.run_config["env"], num_envs, trainer_config.get("vectorization", "sync"))
-        return evaluate_agent(self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames)
+        return evaluate_agent(
+            self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames
+        )
 
     # ------------------------------------------------------------------ state and checkpoints
     def state_dict(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The whole training state as a tree of state dicts: each agent's, the learner's, the
-        collector's (with the envs'), the logging's, and what identifies the run (with ``config``,
-        default ``run_config``). Only at an update boundary (no partly filled rollout), so the
-        rollout storage is never part of it."""
-        step = self.collector.step_in_rollout
-        if step != 0 or getattr(self.collector, "acted", False):
-            raise RuntimeError(
-                f"a checkpoint can only be saved at an update boundary: the trainer is at step {step} of "
-                f"{self.learner.rollout_steps} of the current rollout"
-                + (" and act() was called without observe()" if getattr(self.collector, "acted", False) else "")
-                + "; save right after the update (e.g. from train()'s on_update callback)"
-            )
-        run = run_record(
+        """The whole training state as a tree of the components' state dicts (see
+        :mod:`rl_agents.training.state_tree`), with ``config`` (default ``run_config``). Only at an
+        update boundary."""
+        return state_tree(
+            learner=self.learner,
+            collector=self.collector,
+            metrics_log=self.metrics_log,
             seed=self.seed,
             total_steps=self.total_steps,
-            agents=self.agents,
-            num_envs=self.num_envs,
-            autoreset_mode=self.collector.autoreset_mode,
-            schedule=self.schedule,
             config=self.run_config if config is None else config,
         )
-        return {
-            "run": run,
-            "agents": agents_state_dict(self.agents),
-            "learner": self.learner.state_dict(),
-            "collector": self.collector.state_dict(),
-            "metrics": self.metrics_log.state_dict(),
-        }
 
     def load_state_dict(self, state: dict[str, Any]) -> list[str]:
         """Restore a :meth:`state_dict` of a trainer with the same agents. Everything is checked
         before anything changes: on StateError this trainer is untouched. Returns warnings (state
         that could not be restored here, e.g. a generator saved on another device type)."""
-        run = entry(state, "run", dict, "state")
-        check_same_run(run, agents=self.agents, num_envs=self.num_envs, autoreset_mode=self.collector.autoreset_mode)
-        collector_state = entry(state, "collector", dict, "state")
-        appliers = [
-            prepare_agents_load(self.agents, entry(state, "agents", dict, "state")),
-            self.collector.prepare_load(collector_state),
-            prepare_run_load(run, self._set_run),
-        ]
-        apply_learner, warning = self.learner.prepare_load(entry(state, "learner", dict, "state"))
-        finished = collector_state["episodes"]["finished"]["returns"]  # checked by the collector
-        appliers += [apply_learner, self.metrics_log.prepare_load(entry(state, "metrics", dict, "state"), len(finished))]
-        for apply in appliers:
-            apply()
-        return [warning] if warning else []
+        apply, notes = prepare_tree_load(
+            state, learner=self.learner, collector=self.collector, metrics_log=self.metrics_log, set_run=self._set_run
+        )
+        apply()
+        return notes
 
     def _set_run(self, seed: int, total_steps: int | None, config: dict[str, Any] | None) -> None:
         self.seed, self.total_steps = seed, total_steps
@@ -363,8 +329,6 @@ class Trainer:
     def load_state(self, path: Any) -> Any:
         """Restore a checkpoint (or a run's latest one) into this trainer, which has the same agents.
         Raises CheckpointError, leaving the trainer untouched, if it cannot. Returns the checkpoint's directory."""
-        import warnings
-
         directory, tree = read_checkpoint(path)
         try:
             notes = self.load_state_dict(tree)
@@ -375,53 +339,21 @@ class Trainer:
         return directory
 
     @classmethod
-    def from_config(cls, config: RunConfig, *, envs: gym.vector.VectorEnv | None = None, loggers: Any = (), **overrides: Any) -> Trainer:
+    def from_config(
+        cls, config: RunConfig, *, envs: gym.vector.VectorEnv | None = None, loggers: Any = (), **overrides: Any
+    ) -> Trainer:
         """The environments (unless ``envs`` are given), agents and trainer a run config describes."""
-        if config.distributed.workers > 0 and envs is None:
-            raise ConfigError(
-                f"this run config collects with {config.distributed.workers} Ray workers: build it with "
-                "DistributedTrainer.from_config or rl_agents.training.make_trainer"
-            )
-        agents = build_agents(config)  # before the envs: nothing to close when an option is refused
-        own_envs = envs is None
-        if envs is None:
-            envs = make_config_envs(config)
-        settings = dict(
-            seed=config.seed,
-            device=config.device,
-            total_steps=config.steps,
-            loggers=loggers,
-            log_interval=config.trainer.log_interval,
-            **config.trainer.schedule_settings(),
-            **config.trainer.failure_settings(),
-        )
-        with translated_build_errors(on_error=envs.close if own_envs else None):
-            trainer = cls(envs, agents, **(settings | overrides))
-        trainer.run_config = config_to_dict(config)
-        return trainer
+        return build_from_config(cls, config, envs=envs, loggers=loggers, overrides=overrides)
 
     @classmethod
-    def load(cls, path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()) -> Trainer:
+    def load(
+        cls,
+        path: Any,
+        envs: gym.vector.VectorEnv | None = None,
+        *,
+        device: str | torch.device | None = None,
+        loggers: Any = (),
+    ) -> Trainer:
         """Rebuild a trainer from a checkpoint's run config and restore its state. ``envs`` default to
         the config's environments; ``device`` overrides the config's."""
-        directory, tree = read_checkpoint(path)
-        raw = tree["run"].get("config") if isinstance(tree.get("run"), dict) else None
-        if raw is None:
-            raise CheckpointError(
-                f"{directory / STATE_FILE}: has no run config, so the agents cannot be rebuilt; "
-                "construct the Trainer with the same agents and call trainer.load_state(path)"
-            )
-        config = run_config_of(raw, directory)
-        if device is not None:
-            config = dataclasses.replace(config, device=str(device))
-        trainer = cls.from_config(config, envs=envs, loggers=loggers)
-        trainer.load_state(directory)
-        return trainer
-
-
-def run_config_of(raw: dict[str, Any], directory: Any) -> RunConfig:
-    """The RunConfig stored in a checkpoint (CheckpointError when it is invalid)."""
-    try:
-        return config_from_dict(raw, source=f"{directory}")
-    except ConfigError as error:
-        raise CheckpointError(f"{directory / STATE_FILE}: stored run config is invalid ({' '.join(str(error).split())})") from None
+        return load_with_class(cls, path, envs, device=device, loggers=loggers)

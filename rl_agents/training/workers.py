@@ -98,7 +98,9 @@ def concatenate_columns(pieces: list[dict[str, np.ndarray] | None]) -> dict[str,
     if any(sorted(piece) != keys for piece in arrived):
         raise ValueError(f"the workers' batches hold different keys: {[sorted(piece) for piece in arrived]}")
     filler = {key: np.zeros_like(value) for key, value in arrived[0].items()}  # zeros: valid is False
-    return {key: np.concatenate([(filler if piece is None else piece)[key] for piece in pieces], axis=1) for key in keys}
+    return {
+        key: np.concatenate([(filler if piece is None else piece)[key] for piece in pieces], axis=1) for key in keys
+    }
 
 
 def portable(tensor: torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -136,19 +138,27 @@ def worker_seed(seed: int, index: int, restarts: int, start_step: int) -> int:
     return int(np.random.SeedSequence([seed, index, restarts, start_step]).generate_state(1)[0])
 
 
-def fit_learner_state(own: dict[str, torch.Tensor], learner: dict[str, torch.Tensor], agent: str, envs: int, learner_envs: int) -> dict[str, torch.Tensor]:
+def fit_learner_state(
+    own: dict[str, torch.Tensor], learner: dict[str, torch.Tensor], agent: str, envs: int, learner_envs: int
+) -> dict[str, torch.Tensor]:
     """The learner's state_dict for a worker's copy of ``agent``: every tensor, except per-env state
     (leading dimension ``learner_envs`` there, ``envs`` here, e.g. a return normalizer's running
     return), which each side keeps for its own envs."""
     if own.keys() != learner.keys():
         difference = sorted(own.keys() ^ learner.keys())
-        raise ValueError(f"agent {agent!r} differs between the learner and the worker in state {difference[:4]}: build both from one recipe")
+        raise ValueError(
+            f"agent {agent!r} differs between the learner and the worker in state {difference[:4]}: "
+            "build both from one recipe"
+        )
     fitted = {}
     for key, mine in own.items():
         theirs = learner[key]
         per_env = mine.dim() > 0 and mine.shape[0] == envs and theirs.shape == (learner_envs, *mine.shape[1:])
         if theirs.shape != mine.shape and not per_env:
-            raise ValueError(f"agent {agent!r} state {key!r} has shape {list(theirs.shape)} on the learner, {list(mine.shape)} on the worker")
+            raise ValueError(
+                f"agent {agent!r} state {key!r} has shape {list(theirs.shape)} on the learner, "
+                f"{list(mine.shape)} on the worker"
+            )
         fitted[key] = mine if theirs.shape != mine.shape else theirs
     return fitted
 
@@ -161,7 +171,16 @@ class RolloutWorker:
     (with a new seed) when the learner reports that this worker failed (``restarts`` changed).
     """
 
-    def __init__(self, env_factory: EnvFactory, agent_factory: AgentFactory, *, index: int, seed: int, schedule: dict[str, Any], learner_num_envs: int):
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        agent_factory: AgentFactory,
+        *,
+        index: int,
+        seed: int,
+        schedule: dict[str, Any],
+        learner_num_envs: int,
+    ):
         torch.set_num_threads(1)  # one core per worker; small networks are fastest on one thread
         self.env_factory = env_factory
         self.agent_factory = agent_factory
@@ -182,7 +201,9 @@ class RolloutWorker:
                 close_quietly(self.collector.envs)  # they may be broken
             self.seed = worker_seed(self.base_seed, self.index, restarts, global_step)
             envs = self.env_factory()
-            learner = Learner(EnvSpaces.of(envs), self.agent_factory(), seed=self.seed, device=torch.device("cpu"), **self.schedule)
+            learner = Learner(
+                EnvSpaces.of(envs), self.agent_factory(), seed=self.seed, device=torch.device("cpu"), **self.schedule
+            )
             self.agents = learner.agents
             self.collector = Collector.for_learner(envs, learner, seed=self.seed)
             self.restarts, self.started = restarts, False
@@ -191,9 +212,13 @@ class RolloutWorker:
     def _load(self, collector: Collector, states: AgentStates) -> None:
         for agent in self.agents:
             if agent.name not in states:
-                raise ValueError(f"the learner has no agent {agent.name!r} (it has {sorted(states)}): build both from one recipe")
+                raise ValueError(
+                    f"the learner has no agent {agent.name!r} (it has {sorted(states)}): build both from one recipe"
+                )
             learner_state = {key: as_tensor(value) for key, value in states[agent.name].items()}
-            fitted = fit_learner_state(agent.state_dict(), learner_state, agent.name, collector.num_envs, self.learner_num_envs)
+            fitted = fit_learner_state(
+                agent.state_dict(), learner_state, agent.name, collector.num_envs, self.learner_num_envs
+            )
             agent.load_state_dict(fitted)
             agent.after_update()  # refresh anything derived from the parameters (e.g. fused inference weights)
 
@@ -207,9 +232,14 @@ class RolloutWorker:
         collector.global_step, collector.total_steps = global_step, total_steps
         completed = collector.collect()
         episodes, collector.episodes.finished = collector.episodes.finished, EpisodeStats()
-        statistics = {key: tuple(portable(moment) for moment in moments_of(stats)) for key, stats in running_statistics(self.agents).items()}
+        statistics = {
+            key: tuple(portable(moment) for moment in moments_of(stats))
+            for key, stats in running_statistics(self.agents).items()
+        }
         batch = {key: portable(value) for key, value in completed.items()}  # views: Ray copies them on return
-        return Rollout(batch, episodes.returns, episodes.lengths, statistics, collector.rollout_steps * collector.num_envs)
+        return Rollout(
+            batch, episodes.returns, episodes.lengths, statistics, collector.rollout_steps * collector.num_envs
+        )
 
     def ready(self) -> bool:
         """Answers once the actor runs (the learner asks a restarted worker before it rejoins)."""
