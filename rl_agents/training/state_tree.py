@@ -81,19 +81,17 @@ def prepare_tree_load(
     seed = entry(run, "seed", int, "run")
     total_steps = entry(run, "total_steps", (int, type(None)), "run")
     config = entry(run, "config", (dict, type(None)), "run")
+    # Checked in the order that names the first difference best: which agents, then their tensors,
+    # then what depends on them (the optimizer's state per parameter), then the rest.
+    apply_agents = prepare_agents_load(learner.agents, entry(tree, "agents", dict, "state"))
     apply_learner, warning = learner.prepare_load(entry(tree, "learner", dict, "state"))
     collector_state = entry(tree, "collector", dict, "state")
     apply_collector = collector.prepare_load(collector_state)
     finished = collector_state["episodes"]["finished"]["returns"]  # checked by the collector
-    # The learner first: its optimizer load is the one step that torch may still refuse; the
-    # collector last: restoring the envs is the one step with effects outside this process's objects.
-    appliers = [
-        apply_learner,
-        prepare_agents_load(learner.agents, entry(tree, "agents", dict, "state")),
-        metrics_log.prepare_load(entry(tree, "metrics", dict, "state"), len(finished)),
-        lambda: set_run(seed, total_steps, config),
-        apply_collector,
-    ]
+    apply_metrics = metrics_log.prepare_load(entry(tree, "metrics", dict, "state"), len(finished))
+    # Applied with the learner first: its optimizer load is the one step that torch may still refuse;
+    # and the collector last: restoring the envs is the one step with effects outside these objects.
+    appliers = [apply_learner, apply_agents, apply_metrics, lambda: set_run(seed, total_steps, config), apply_collector]
 
     def apply() -> None:
         for step in appliers:
