@@ -2,7 +2,7 @@
 
 Each library with its tuned PPO for the task:
 
-* ours: the shipped preset ``rl_agents/presets/CartPole-v1.yaml`` (``load_preset`` + ``make_trainer``,
+* ours: the shipped preset ``rl_agents/config/presets/CartPole-v1.yaml`` (``load_preset`` + ``make_trainer``,
   as ``rl-agents train --preset CartPole-v1`` builds it): 8 envs x 32 steps, 10 epochs of 1 minibatch
   of 256, lr 4e-3 annealed linearly, gamma 0.98, GAE lambda 0.8, ent 0, clip 0.2, no value-loss
   clipping, separate 64-64 tanh actor and critic.

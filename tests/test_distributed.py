@@ -161,13 +161,13 @@ def cartpole_config(agents: str, seed: int, workers: int = 2, **distributed: Any
 def batch_layout(trainer: Trainer) -> dict[str, Any]:
     """Record the key, shape and dtype of every batch handed to the trainer's update."""
     seen: dict[str, Any] = {}
-    update_from = trainer.learn
+    learn = trainer.learn
 
     def recording(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         seen.clear()
         seen.update({key: (tuple(value.shape), value.dtype) for key, value in batch.items()})
         seen["_batch"] = {key: value.clone() for key, value in batch.items()}
-        return update_from(batch)
+        return learn(batch)
 
     trainer.learn = recording  # type: ignore[method-assign]
     return seen
