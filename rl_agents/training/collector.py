@@ -79,6 +79,7 @@ class BatchSource(Protocol):
     episodes: EpisodeTracker
     autoreset_mode: Any
     resume_obs: Any  # not None when begin() will continue restored episodes
+    at_boundary: bool  # nothing collected towards the next batch: the state can be saved
 
     def begin(self, seed: int | None = None) -> Any: ...
     def collect(self) -> Batch: ...

@@ -77,6 +77,7 @@ class RayCollectors:
     """
 
     step_in_rollout = 0  # rounds are whole rollouts: always at an update boundary
+    at_boundary = True
     resume_obs = None
 
     def __init__(

@@ -33,14 +33,15 @@ def autoreset_name(mode: Any) -> str:
 
 def require_update_boundary(collector: BatchSource, rollout_steps: int) -> None:
     """Refuse to capture the state mid-rollout: the rollout storage is never part of a checkpoint."""
-    acted = getattr(collector, "acted", False)
-    if collector.step_in_rollout != 0 or acted:
-        raise RuntimeError(
-            f"a checkpoint can only be saved at an update boundary: the trainer is at step "
-            f"{collector.step_in_rollout} of {rollout_steps} of the current rollout"
-            + (" and act() was called without observe()" if acted else "")
-            + "; save right after the update (e.g. from train()'s on_update callback)"
-        )
+    if collector.at_boundary:
+        return
+    acted = getattr(collector, "acted", False)  # only a local Collector can wait for an observe()
+    raise RuntimeError(
+        f"a checkpoint can only be saved at an update boundary: the trainer is at step "
+        f"{collector.step_in_rollout} of {rollout_steps} of the current rollout"
+        + (" and act() was called without observe()" if acted else "")
+        + "; save right after the update (e.g. from train()'s on_update callback)"
+    )
 
 
 def state_tree(

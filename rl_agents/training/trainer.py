@@ -148,11 +148,12 @@ class Trainer:
 
     @property
     def total_steps(self) -> int | None:
-        return self._total_steps
+        """The run's step budget (the collector holds it: the acting agent's schedules read it there)."""
+        return self.collector.total_steps
 
     @total_steps.setter
     def total_steps(self, value: int | None) -> None:
-        self._total_steps = self.collector.total_steps = value
+        self.collector.total_steps = value
 
     def recent_return(self, window: int = 20) -> float:
         return self.episodes.recent_return(window)
