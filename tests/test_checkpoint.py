@@ -26,6 +26,7 @@ from gymnasium.vector import AutoresetMode
 import rl_agents.checkpointing.format as checkpoint_module
 from rl_agents import PPO, RND, Trainer
 from rl_agents.checkpointing import CheckpointError, latest_checkpoint
+from rl_agents.checkpointing.format import document_sha256
 from rl_agents.config import config_from_dict
 from rl_agents.training import make_trainer
 from tests.helpers import counting_envs
@@ -102,10 +103,18 @@ def assert_same_trainer_state(a: Trainer, b: Trainer) -> None:
     )
 
 
+def write_state_json(checkpoint: Path, document: dict) -> None:
+    """Write an edited state.json with a matching checksum, so that what is checked after the
+    checksum (types, counts, names) is what refuses it."""
+    document.pop("state_sha256", None)
+    document["state_sha256"] = document_sha256(document)
+    (checkpoint / "state.json").write_text(json.dumps(document))
+
+
 def rewrite_state(checkpoint: Path, **changes) -> None:
     state = json.loads((checkpoint / "state.json").read_text())
     state.update(changes)
-    (checkpoint / "state.json").write_text(json.dumps(state))
+    write_state_json(checkpoint, state)
 
 
 def reseal(checkpoint: Path) -> None:
@@ -233,7 +242,7 @@ def test_optimizer_kernel_choice_is_the_loading_trainers_own(saved, tmp_path: Pa
         "param_groups"
     ]:  # as if saved where only the foreach kernel exists
         group["hyperparameters"].update(fused=None, foreach=True)
-    (path / "state.json").write_text(json.dumps(state))
+    write_state_json(path, state)
     trainer = Trainer(cartpole(), [PPO(normalize_obs=True, normalize_reward=True)], **SCHEDULE)
     kernels = [(g["fused"], g["foreach"]) for g in trainer.optimizer.param_groups]
     trainer.load_state(path)
@@ -284,13 +293,17 @@ def test_latest_pointer_and_fallback_to_highest_complete_checkpoint(tmp_path: Pa
         second.name,
     ]  # no temp leftovers
 
-    # A crash mid-save leaves a directory without state.json and possibly a stale pointer: both are skipped.
-    (run / "checkpoints" / "step_999999999").mkdir()
-    (run / "checkpoints" / "step_999999999" / "tensors.safetensors").write_bytes(b"partial")
+    # A pointer to a checkpoint not renamed into place yet (a crash mid-save) is skipped.
     (run / "checkpoints" / "latest").write_text("step_999999999\n")
     assert latest_checkpoint(run) == second
     (run / "checkpoints" / "latest").unlink()
     assert latest_checkpoint(run) == second
+    # A newer checkpoint directory that is damaged is the newest all the same: readers report it
+    # instead of passing over it to an older one (atomic saves never leave one half-written).
+    (run / "checkpoints" / "step_999999999").mkdir()
+    (run / "checkpoints" / "step_999999999" / "tensors.safetensors").write_bytes(b"partial")
+    assert latest_checkpoint(run) == run / "checkpoints" / "step_999999999"
+    shutil.rmtree(run / "checkpoints" / "step_999999999")
     # Saving again at the same step replaces the checkpoint.
     assert trainer.save(run / "checkpoints") == second and latest_checkpoint(run) == second
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
@@ -307,7 +320,7 @@ def test_a_failed_write_leaves_no_partial_checkpoint(tmp_path: Path, monkeypatch
 
     trainer.global_step += 1  # pretend a later step
     monkeypatch.setattr(checkpoint_module, "save_file", broken_save_file)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"step_000000033: cannot be written: disk full$"):
         trainer.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, "latest"])
     assert latest_checkpoint(tmp_path) == first
@@ -401,7 +414,7 @@ def test_inconsistent_state_json_is_refused(saved, tmp_path: Path, where: tuple,
     for key in where[:-1]:
         node = node[key]
     node[where[-1]] = value
-    (path / "state.json").write_text(json.dumps(state))
+    write_state_json(path, state)
     error = assert_refused(path, match)
     assert "\n" not in str(error)
 

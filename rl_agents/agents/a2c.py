@@ -84,6 +84,7 @@ class A2C(Agent):
 
     acts = True
     default_name = "a2c"
+    resumable_settings = frozenset({"ent_coef", "vf_coef"})
 
     def __init__(
         self,

@@ -85,6 +85,7 @@ class PPO(Agent):
 
     acts = True
     default_name = "ppo"
+    resumable_settings = frozenset({"ent_coef", "vf_coef", "target_kl"})
 
     def __init__(
         self,

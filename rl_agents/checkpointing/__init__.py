@@ -7,13 +7,20 @@ from rl_agents.checkpointing.files import (
     STATE_FILE,
     TENSORS_FILE,
     CheckpointError,
+    checkpoint_candidates,
     checkpoints_dir_of,
     latest_checkpoint,
     recover_checkpoints_dir,
     resolve_checkpoint,
     step_dir_name,
 )
-from rl_agents.checkpointing.format import VERSION, read_checkpoint, read_checkpoint_config, save_checkpoint
+from rl_agents.checkpointing.format import (
+    VERSION,
+    DamagedCheckpointError,
+    read_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 
 __all__ = [
     "CHECKPOINTS_SUBDIR",
@@ -22,6 +29,8 @@ __all__ = [
     "TENSORS_FILE",
     "VERSION",
     "CheckpointError",
+    "DamagedCheckpointError",
+    "checkpoint_candidates",
     "checkpoints_dir_of",
     "latest_checkpoint",
     "read_checkpoint",

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,9 @@ STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 CHECKPOINTS_SUBDIR = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+# state.json holds the tree without its tensors: counters, settings, bounded episode statistics.
+# Far larger is not a checkpoint of ours; reading it whole could exhaust memory.
+MAX_STATE_BYTES = 64 * 2**20
 
 
 class CheckpointError(ValueError):
@@ -41,46 +45,78 @@ def checkpoints_dir_of(path: str | os.PathLike) -> Path:
     return path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
 
 
+def regular_file_problem(path: Path, max_bytes: int | None = None) -> str | None:
+    """Why ``path`` cannot be read as a checkpoint file (missing, a link, a device or FIFO, too large),
+    or None. Checked with ``lstat`` before opening: opening a FIFO would block, a link may name anything."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link (checkpoint files are never links; refusing to follow it)"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"is {info.st_size:,} bytes, more than the {max_bytes:,} this file can be"
+    return None
+
+
 def _is_complete(directory: Path) -> bool:
+    """Whether ``directory`` holds both files and a state.json of this format (a quick check, not a
+    verification: :func:`rl_agents.checkpointing.format.read_checkpoint` verifies)."""
     state = directory / STATE_FILE
-    if not state.is_file() or not (directory / TENSORS_FILE).is_file():
+    if regular_file_problem(state, MAX_STATE_BYTES) or regular_file_problem(directory / TENSORS_FILE):
         return False
     try:
         data = json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
-def latest_checkpoint(run_or_checkpoints_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint under a run directory or a checkpoints directory, or None.
+def is_checkpoint_dir(path: Path) -> bool:
+    """A directory that is, or was meant to be, a checkpoint: it holds either file (intact or not)."""
+    if path.name.startswith(".") or not path.is_dir():
+        return False
+    return os.path.lexists(path / STATE_FILE) or os.path.lexists(path / TENSORS_FILE)
 
-    The ``latest`` pointer wins when it names a complete checkpoint; otherwise (pointer missing,
-    stale or damaged) the ``step_*`` directory with the highest step and a complete ``state.json``.
-    A path that is itself a checkpoint is returned as is.
+
+def checkpoint_candidates(run_or_checkpoints_dir: str | os.PathLike) -> list[Path]:
+    """Every checkpoint under a run or checkpoints directory, newest first, intact or damaged.
+
+    Newest is what the ``latest`` pointer names (the last checkpoint written), then ``step_*`` by
+    step, then any other names (``last_good``, a user's own) by modification time. A pointer that
+    names nothing is skipped: a process killed between switching it and renaming the checkpoint into
+    place leaves one. A path that is itself a checkpoint is the one candidate.
     """
     path = Path(run_or_checkpoints_dir)
     if not path.is_dir():
-        return None
-    if _is_complete(path):
-        return path
+        return []
+    if is_checkpoint_dir(path):
+        return [path]
     directory = checkpoints_dir_of(path)
-    pointer = directory / LATEST_FILE
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        name = ""
-    if name and "/" not in name and "\\" not in name and name not in (".", "..") and _is_complete(directory / name):
-        return directory / name
-    steps = []
-    for child in directory.iterdir():
+    found = [child for child in directory.iterdir() if is_checkpoint_dir(child)]
+    pointed = _read_latest(directory)
+
+    def newest_first(child: Path) -> tuple[int, int, float]:
+        if child.name == pointed:
+            return (0, 0, 0.0)
         match = _STEP_DIR.match(child.name)
-        if match and child.is_dir():
-            steps.append((int(match.group(1)), child))
-    for _, child in sorted(steps, reverse=True):
-        if _is_complete(child):
-            return child
-    return None
+        if match:
+            return (1, -int(match.group(1)), 0.0)
+        return (2, 0, -child.stat().st_mtime)
+
+    return sorted(found, key=newest_first)
+
+
+def latest_checkpoint(run_or_checkpoints_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint (see :func:`checkpoint_candidates`) under a run or checkpoints directory,
+    or None. It is not verified: a damaged newest checkpoint is returned, so that readers report it
+    instead of silently taking an older one."""
+    candidates = checkpoint_candidates(run_or_checkpoints_dir)
+    return candidates[0] if candidates else None
 
 
 def recover_checkpoints_dir(checkpoints_dir: str | os.PathLike) -> None:
@@ -88,8 +124,9 @@ def recover_checkpoints_dir(checkpoints_dir: str | os.PathLike) -> None:
 
     Only for a directory no process is saving into (e.g. before resuming a run). A checkpoint being
     replaced that was moved aside (``.old-<name>-*/<name>``) but not yet replaced is moved back;
-    temporary ``.tmp-*`` and ``.old-*`` entries are removed; a ``latest`` pointer that does not name a
-    complete checkpoint is rewritten to the newest complete one (or removed if there is none).
+    temporary ``.tmp-*`` and ``.old-*`` entries are removed; a ``latest`` pointer that names nothing is
+    rewritten to the newest checkpoint (or removed if there is none). A damaged checkpoint is left as
+    it is, for the reader to report.
     """
     directory = Path(checkpoints_dir)
     if not directory.is_dir():
@@ -122,7 +159,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{path}: no such checkpoint directory")
     found = latest_checkpoint(path)
     if found is None:
-        raise CheckpointError(f"{path}: contains no complete checkpoint ({STATE_FILE} + {TENSORS_FILE})")
+        raise CheckpointError(f"{path}: contains no checkpoint ({STATE_FILE} + {TENSORS_FILE})")
     return found
 
 

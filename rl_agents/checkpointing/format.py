@@ -6,35 +6,47 @@ A checkpoint directory holds two files:
     Every tensor of the tree, named by its path in the tree (``agents/ppo/actor.0.weight``).
 ``state.json``
     The rest of the tree as it is, each tensor replaced by ``{"$tensor": "<its name>"}``, under
-    ``state``; beside it the format, its version, the torch version, and the SHA-256 and size of the
-    tensors file.
+    ``state``; beside it the format, its version, the torch version, the SHA-256 and size of the
+    tensors file, and ``state_sha256``: the SHA-256 of the document itself (without that key) in
+    canonical JSON, so that an edit or a flipped bit in state.json is caught like one in the tensors.
 
 The tree is whatever the caller's ``state_dict()`` returns (dicts with string keys; lists; numbers,
 strings, booleans, None; tensors): this module knows nothing of trainers. Anything else (an object that
 only pickle could store) is refused by its path. Reading never unpickles: JSON goes through
 :mod:`json`, tensors through :func:`safetensors.torch.load_file`, and a missing, truncated or corrupt
-file, a checksum that does not match, or a tensor named but absent (or present but not named) raises
-:class:`CheckpointError` naming the file.
+file, a link or special file in place of one, a checksum that does not match, or a tensor named but
+absent (or present but not named) raises :class:`CheckpointError` naming the file; so does a failed
+write (a full disk, no permission), which leaves no partial checkpoint behind.
+
+A run's newest checkpoint that is damaged is reported, never passed over for an older one in
+silence: :func:`read_checkpoint` reads an older one only when asked to (``skip_damaged``), and
+says which it skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rl_agents.checkpointing.files import (
     FORMAT,
+    MAX_STATE_BYTES,
     STATE_FILE,
     TENSORS_FILE,
     CheckpointError,
+    checkpoint_candidates,
     fsync_file,
-    resolve_checkpoint,
+    is_checkpoint_dir,
+    regular_file_problem,
     sha256_of,
     write_checkpoint_dir,
     write_synced,
@@ -43,6 +55,15 @@ from rl_agents.checkpointing.files import (
 VERSION = 2
 TENSOR_MARKER = "$tensor"
 MAX_DEPTH = 64  # state trees are a few levels deep; deeper JSON is refused before it is walked
+STATE_CHECKSUM = "state_sha256"
+
+
+class DamagedCheckpointError(CheckpointError):
+    """The newest checkpoint of a run cannot be read; ``older`` checkpoints exist beside it."""
+
+    def __init__(self, message: str, older: int):
+        super().__init__(message)
+        self.older = older
 
 
 def _one_line(error: BaseException) -> str:
@@ -130,20 +151,65 @@ def save_checkpoint(tree: dict[str, Any], checkpoints_dir: str | os.PathLike, *,
             "tensors_bytes": tensors_path.stat().st_size,
             "state": skeleton,
         }
+        document[STATE_CHECKSUM] = document_sha256(document)
         write_synced(directory / STATE_FILE, json.dumps(document, indent=1, allow_nan=True).encode("utf-8"))
 
-    return write_checkpoint_dir(Path(checkpoints_dir), name, write_files)
+    try:
+        return write_checkpoint_dir(Path(checkpoints_dir), name, write_files)
+    except (OSError, SafetensorError) as error:
+        filename = getattr(error, "filename", None)
+        where = f" ({filename})" if filename else ""
+        reason = getattr(error, "strerror", None) or _one_line(error)
+        raise CheckpointError(f"{Path(checkpoints_dir) / name}: cannot be written: {reason}{where}") from error
+
+
+def document_sha256(document: dict[str, Any]) -> str:
+    """SHA-256 of ``document`` as canonical JSON (sorted keys, no spaces): the same for the document
+    written and the document read back, whatever its indentation."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """``(checkpoint directory, state tree)`` of a checkpoint, or of a run's latest one, after checking
-    both files; never unpickles."""
-    directory = resolve_checkpoint(path)
+def read_checkpoint(
+    path: str | os.PathLike,
+    *,
+    skip_damaged: bool = False,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """``(checkpoint directory, state tree)`` of a checkpoint, or of a run's newest one, after
+    verifying both files; never unpickles.
+
+    When a run's newest checkpoint is damaged, :class:`DamagedCheckpointError` names the file and what
+    is wrong with it; with ``skip_damaged`` the newest intact one is read instead and ``on_skip``
+    hears of every damaged one passed over (path, reason).
+    """
+    path = Path(path)
+    if is_checkpoint_dir(path):
+        return path, read_checkpoint_files(path)
+    candidates = checkpoint_candidates(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    if not candidates:
+        raise CheckpointError(f"{path}: contains no checkpoint ({STATE_FILE} + {TENSORS_FILE})")
+    for index, candidate in enumerate(candidates):
+        try:
+            return candidate, read_checkpoint_files(candidate)
+        except CheckpointError as error:
+            if not skip_damaged:
+                raise DamagedCheckpointError(str(error), older=len(candidates) - index - 1) from None
+            if on_skip is not None:
+                on_skip(candidate, str(error))
+    raise CheckpointError(f"{path}: every checkpoint is damaged ({len(candidates)} checked)")
+
+
+def read_checkpoint_files(directory: Path) -> dict[str, Any]:
+    """The state tree of one checkpoint directory, after verifying both files."""
     document = read_state_file(directory / STATE_FILE)
     tensors_path = directory / TENSORS_FILE
-    if not tensors_path.is_file():
-        raise CheckpointError(f"{tensors_path}: missing")
+    problem = regular_file_problem(tensors_path)
+    if problem:
+        raise CheckpointError(f"{tensors_path}: {problem}")
     size = tensors_path.stat().st_size
     if size != document["tensors_bytes"]:
         raise CheckpointError(
@@ -158,14 +224,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         tensors = load_file(str(tensors_path), device="cpu")
     except Exception as error:
         raise CheckpointError(f"{tensors_path}: not a readable safetensors file ({_one_line(error)})") from None
-    return directory, join_tree(document["state"], tensors, directory)
+    return join_tree(document["state"], tensors, directory)
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
     """``state.json``, checked for what the format itself promises (its contents are the caller's to check)."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (incomplete checkpoint)")
-    text = path.read_bytes()
+    problem = regular_file_problem(path, MAX_STATE_BYTES)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
     try:
         document = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -189,6 +259,9 @@ def read_state_file(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: tensors_sha256 is not a SHA-256 hex digest")
     if _depth(document["state"]) > MAX_DEPTH:
         raise CheckpointError(f"{path}: state is nested more than {MAX_DEPTH} levels deep")
+    recorded = document.pop(STATE_CHECKSUM, None)
+    if recorded is not None and recorded != document_sha256(document):
+        raise CheckpointError(f"{path}: SHA-256 of its contents does not match the one it records (edited or corrupt)")
     return document
 
 

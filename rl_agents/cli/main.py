@@ -5,35 +5,25 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import torch
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from rl_agents.agents import AGENTS
-from rl_agents.config import (
-    ConfigError,
-    RunConfig,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    is_out_of_memory,
-    list_presets,
-    load_preset,
-    load_yaml,
-    parse_agent_names,
-    preset_path,
-)
+from rl_agents.checkpointing import CheckpointError, DamagedCheckpointError
+from rl_agents.cli.errors import CommandError
+from rl_agents.cli.run_config import resolve_config
+from rl_agents.cli.run_lock import RunLockedError
+from rl_agents.cli.train import cmd_train
+from rl_agents.config import ConfigError, config_from_dict, list_presets, load_yaml, preset_path
 from rl_agents.core.agent import CompositionError
-from rl_agents.envs import EnvCreationError, EnvError
+from rl_agents.envs import EnvCreationError
 from rl_agents.training import make_trainer
-from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
-from rl_agents.training.errors import NonFiniteError
+from rl_agents.training.distributed import RayUnavailableError
+from rl_agents.training.interrupts import Interrupted
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
@@ -41,14 +31,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     EnvCreationError,
     FileNotFoundError,
     RayUnavailableError,
+    CheckpointError,
+    CommandError,
+    RunLockedError,
 )
-
-
-MAX_THREADS = 1024
-
-
-class CommandError(ValueError):
-    """A command-line usage problem reported as one line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except Interrupted as interrupted:  # a second Ctrl-C / SIGTERM while stopping: leave without saving
+        print(f"{interrupted}: exiting without saving", file=sys.stderr)
+        return interrupted.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -69,14 +58,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"rl-agents: error: {_one_line(str(error))}", file=sys.stderr)
+        print(f"rl-agents: error: {_one_line(_user_message(error))}", file=sys.stderr)
         return 2
 
 
 def _is_user_error(error: Exception) -> bool:
-    from rl_agents.checkpointing import CheckpointError
+    """Errors the user can act on: bad input, a damaged or unwritable file, a locked run."""
+    return isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.filename is not None)
 
-    return isinstance(error, USER_ERRORS + (CheckpointError, CommandError))
+
+def _user_message(error: Exception) -> str:
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"  # a full disk, no permission, a read-only file system
+    return str(error)
 
 
 def _one_line(text: str) -> str:
@@ -108,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. ppo.ent_coef=0.02"
     )
     train.add_argument("--out", help="run directory (default runs/<env>_<agents>_s<seed>_<time>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    train.add_argument(
+        "--skip-damaged",
+        action="store_true",
+        help="with --resume: when the newest checkpoints are damaged, resume from the newest intact one",
+    )
     train.add_argument(
         "--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)"
     )
@@ -130,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--deterministic", action="store_true")
     evaluate.add_argument("--video", help="write env 0 as out.gif or out.mp4")
     evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument(
+        "--skip-damaged", action="store_true", help="when the newest checkpoint is damaged, use the newest intact one"
+    )
     evaluate.set_defaults(handler=cmd_eval)
 
     plot = commands.add_parser("plot", help="plot learning curves of one or more runs")
@@ -163,196 +165,9 @@ def _number(text: str) -> int:
     return int(value)
 
 
-# ---------------------------------------------------------------------------- configuration
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Config file, else the env's preset, then flags, then --set overrides."""
-    if args.config:
-        raw = load_yaml(args.config)
-        source = args.config
-    else:
-        env_id = args.env or "CartPole-v1"
-        learner = parse_agent_names(args.agents)[0] if getattr(args, "agents", None) else None
-        raw = load_preset(env_id, learner)
-        path = preset_path(env_id, learner)
-        source = f"preset {path.stem}" if path else "defaults"
-    if getattr(args, "env", None):
-        raw["env"] = args.env
-    if getattr(args, "agents", None):
-        names = parse_agent_names(args.agents)
-        if not args.config:  # a preset's sections for agents not requested are dropped
-            raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
-        raw["agents"] = args.agents
-    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device"), ("checkpoints", "checkpoints")):
-        if getattr(args, flag, None) is not None:
-            raw[key] = getattr(args, flag)
-    if getattr(args, "num_envs", None) is not None:
-        raw = apply_overrides(raw, [f"trainer.num_envs={args.num_envs}"])
-    if getattr(args, "workers", None) is not None:
-        raw = apply_overrides(raw, [f"distributed.workers={args.workers}"])
-    raw = _with_ray_address(apply_overrides(raw, args.overrides), args)
-    return config_from_dict(raw, source=source)
-
-
-def _with_ray_address(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """--ray-address, taken as it is (not parsed as YAML like --set values)."""
-    address = getattr(args, "ray_address", None)
-    if address is None:
-        return raw
-    section = raw.get("distributed")
-    return {**raw, "distributed": {**(section if isinstance(section, dict) else {}), "ray_address": address}}
-
-
-def _flag_name(dest: str) -> str:
-    return "the config file argument" if dest == "config" else "--" + dest.replace("_", "-")
-
-
-def default_run_dir(config: RunConfig) -> Path:
-    env = config.env.replace("/", "_")
-    return Path("runs") / f"{env}_{config.agents}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-# ---------------------------------------------------------------------------- train
-def cmd_train(args: argparse.Namespace) -> int:
-    from rl_agents.checkpointing import latest_checkpoint, recover_checkpoints_dir
-    from rl_agents.logging import CSVLogger, TensorBoardLogger
-
-    console = Console(stderr=True, markup=False, emoji=False)  # paths and names are printed as they are
-    if not 1 <= args.threads <= MAX_THREADS:  # torch would start that many threads per parallel region
-        raise CommandError(f"--threads must be between 1 and {MAX_THREADS}, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not run_dir.is_dir():
-            raise CommandError(f"run directory {str(run_dir)!r} does not exist")
-        fixed = [
-            flag
-            for flag in ("config", "env", "agents", "seed", "num_envs", "workers", "out")
-            if getattr(args, flag, None) is not None
-        ]
-        if fixed:
-            raise CommandError(
-                f"--resume continues {run_dir} as its config.yaml says; drop {_flag_name(fixed[0])} "
-                "(--steps, --device, --ray-address and --set KEY=VALUE may change)"
-            )
-        overrides = [
-            f"{key}={getattr(args, key)}"
-            for key in ("steps", "device", "checkpoints")
-            if getattr(args, key) is not None
-        ]
-        raw = _with_ray_address(apply_overrides(load_yaml(run_dir / "config.yaml"), overrides + args.overrides), args)
-        config = config_from_dict(raw, source=str(run_dir / "config.yaml"))
-        recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
-        checkpoint = latest_checkpoint(run_dir / "checkpoints")
-        if checkpoint is None:  # stopped before its first checkpoint: start it again
-            console.print(f"{run_dir}: no checkpoint yet; starting the run from the beginning")
-    else:
-        config = resolve_config(args)
-        run_dir = Path(args.out) if args.out else default_run_dir(config)
-        checkpoint = None
-        if run_dir.exists() and not run_dir.is_dir():
-            raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
-        if (run_dir / "checkpoints").is_dir() and latest_checkpoint(run_dir / "checkpoints") is not None:
-            raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-    trainer = make_trainer(config)  # before touching the run directory: bad input leaves nothing behind
-    if isinstance(trainer, DistributedTrainer):
-        trainer.start_workers()  # a wrong --ray-address too
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CommandError(f"cannot create the run directory {str(run_dir)!r}: {error.strerror or error}") from error
-    _write_atomically(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
-    trainer.loggers = loggers
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        console.print(f"resuming {run_dir} from {checkpoint.name} at step {trainer.global_step}")
-    loggers[0].truncate(trainer.global_step)  # rows logged after the checkpoint are logged again
-    interval = max(config.steps // config.checkpoints, 1)
-    next_save = (trainer.global_step // interval + 1) * interval
-
-    def save_periodically(t: Any) -> None:
-        nonlocal next_save
-        if t.global_step >= next_save:
-            t.save(run_dir / "checkpoints")
-            next_save = (t.global_step // interval + 1) * interval
-
-    try:
-        # On NaN/inf numbers or a failed env, train() saves the trainer as checkpoints/last_good first.
-        trainer.train(
-            config.steps,
-            progress=True,
-            quiet=args.quiet,
-            on_update=save_periodically,
-            save_on_error=run_dir / "checkpoints",
-        )
-    except (NonFiniteError, EnvError, WorkerFailureError) as error:
-        raise CommandError(_training_stopped(error, trainer, run_dir)) from error
-    except (MemoryError, RuntimeError) as error:
-        if not is_out_of_memory(error):
-            raise
-        raise CommandError(f"training stopped at step {trainer.global_step}: not enough memory: {error}") from error
-    finally:
-        for logger in loggers:
-            logger.close()
-        if isinstance(trainer, DistributedTrainer):
-            trainer.close()
-    final = trainer.save(run_dir / "checkpoints")
-    plot = _plot_run(run_dir)
-    _print_summary(console, trainer, run_dir, final, plot)
-    print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
-    return 0
-
-
-def _training_stopped(error: Exception, trainer: Any, run_dir: Path) -> str:
-    """One line: why training stopped, where the last good state was saved, how to go on."""
-    what = " ".join(str(error).split())
-    saved = getattr(error, "checkpoint", None)
-    if saved is not None:
-        where = f"the last good state was saved to {saved} (continue with: rl-agents train --resume {run_dir})"
-    else:
-        notes = " ".join(" ".join(getattr(error, "__notes__", []) or []).split())
-        where = f"no checkpoint was saved ({notes or 'nothing to save'})"
-    hint = "; --set trainer.max_env_restarts=N restarts failed environments" if isinstance(error, EnvError) else ""
-    return f"training stopped at step {trainer.global_step}: {what}; {where}{hint}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a file so that a process killed meanwhile leaves the old content or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _plot_run(run_dir: Path) -> Path | None:
-    from rl_agents.plotting import plot_runs
-
-    if not (run_dir / "metrics.csv").exists():
-        return None
-    return plot_runs([run_dir], run_dir / "learning_curve.png")
-
-
-def _print_summary(console: Console, trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None) -> None:
-    table = Table(title=f"run {run_dir}", show_header=False)
-    table.add_column("what", no_wrap=True)
-    table.add_column("value", overflow="fold")  # paths wrap instead of being cut, so they can be copied
-    returns = trainer.episodes.returns
-    table.add_row("environment steps", f"{trainer.global_step:,}")
-    table.add_row("updates", str(trainer.num_updates))
-    table.add_row("episodes", str(len(returns)))
-    table.add_row("mean return (last 20)", f"{trainer.recent_return():.2f}" if returns else "-")
-    table.add_row("best episode return", f"{max(returns):.2f}" if returns else "-")
-    table.add_row("steps/s", f"{trainer.metrics.get('charts/steps_per_second', float('nan')):,.0f}")
-    table.add_row("config", str(run_dir / "config.yaml"))
-    table.add_row("metrics", str(run_dir / "metrics.csv"))
-    table.add_row("tensorboard", str(run_dir / "tensorboard"))
-    table.add_row("checkpoint", str(checkpoint))
-    table.add_row("learning curve", str(plot) if plot else "-")
-    console.print(table)
-
-
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rl_agents.checkpointing import latest_checkpoint
+    from rl_agents.checkpointing import checkpoint_candidates
     from rl_agents.envs import make_envs
     from rl_agents.evaluation import save_video
 
@@ -364,11 +179,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise CommandError(f"--seed must be >= 0, got {args.seed}")
     config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is None:
+    if not checkpoint_candidates(run_dir / "checkpoints"):
         raise CommandError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     trainer = make_trainer(config)
-    trainer.load_state(checkpoint)
+
+    def note_skip(path: Path, reason: str) -> None:
+        print(f"skipping damaged checkpoint {path.name}: {reason}", file=sys.stderr)
+
+    try:
+        checkpoint = trainer.load_state(run_dir / "checkpoints", skip_damaged=args.skip_damaged, on_skip=note_skip)
+    except DamagedCheckpointError as error:
+        hint = "; --skip-damaged evaluates the newest intact one" if error.older else ""
+        raise CommandError(f"the newest checkpoint is damaged: {error}{hint}") from None
+    print(f"evaluating {checkpoint.name} at step {trainer.global_step}", file=sys.stderr)
     frames: list | None = [] if args.video else None
     # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
     envs = make_envs(config.env, 1, config.trainer.vectorization, render_mode="rgb_array") if args.video else None

@@ -115,6 +115,8 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name != "agent_options"]
+# A run's config.yaml lists its resumes under this key: a record, not a setting (building ignores it).
+RESUME_HISTORY_KEY = "resumes"
 SECTIONS = {"trainer": TrainerConfig, "distributed": DistributedConfig}  # top-level keys holding a mapping
 
 
@@ -136,7 +138,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
     agent_names = parse_agent_names(raw.get("agents", RunConfig.agents))
-    allowed = TOP_LEVEL_KEYS + agent_names
+    allowed = TOP_LEVEL_KEYS + agent_names + [RESUME_HISTORY_KEY]
+    if not isinstance(raw.get(RESUME_HISTORY_KEY, []), list):
+        raise ConfigError(f"{source}: {RESUME_HISTORY_KEY} must be a list (the run's resume history)")
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{source}: unknown key {_show(key)}{_did_you_mean(key, allowed + list(AGENTS))}")

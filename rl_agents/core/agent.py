@@ -109,10 +109,14 @@ class Agent(nn.Module):
         acts: whether the agent chooses actions (exactly one agent in a composition acts).
         default_name: the name its loss terms and metrics are logged under (and in configs).
         warmup_steps: random-action steps whose observations the agent's ``warmup`` receives.
+        resumable_settings: constructor options a resumed run may change (``--resume --set``):
+            ones that only weigh the loss, never the shape of the agent's state. Learning rates
+            (``lr``, ``*_lr``) always may; every other option of a resumed run is refused.
     """
 
     acts: ClassVar[bool] = False
     default_name: ClassVar[str] = "agent"
+    resumable_settings: ClassVar[frozenset[str]] = frozenset()
     # Vector-env steps of random actions this agent wants to see before training (0: none); their
     # observations reach :meth:`warmup`. An attribute, so that an option of the same name sets it.
     warmup_steps: int = 0

@@ -3,6 +3,7 @@ that a checkpoint says what each moment estimate belongs to and a mismatch is re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,7 +98,7 @@ def prepare_optimizer_load(agents: Sequence[Agent], optimizer: torch.optim.Optim
             raise StateError(
                 f"{where}: agent {label!r}: optimized parameters differ (missing {missing}, unexpected {extra})"
             )
-        new_groups.append(_hyperparameters(template_group, saved_group["hyperparameters"]))
+        new_groups.append(_hyperparameters(template_group, saved_group["hyperparameters"], f"{where}: group {label!r}"))
         for pname, index, param in zip(group_names, template_group["params"], group["params"]):
             index_of[pname] = index
             params_by_name[pname] = param
@@ -112,13 +113,37 @@ def prepare_optimizer_load(agents: Sequence[Agent], optimizer: torch.optim.Optim
     return apply
 
 
-def _hyperparameters(template_group: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+def _hyperparameters(template_group: dict[str, Any], saved: dict[str, Any], where: str) -> dict[str, Any]:
     hyper = dict(template_group)
     for key, value in saved.items():
         if key in ("params", "param_names") or key in _IMPLEMENTATION_KEYS:
             continue
+        if key in template_group:  # keys this torch does not know are passed on as they are; Adam ignores them
+            _check_hyperparameter(key, template_group[key], value, where)
         hyper[key] = tuple(value) if isinstance(template_group.get(key), tuple) and isinstance(value, list) else value
     return hyper
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_hyperparameter(key: str, template: Any, value: Any, where: str) -> None:
+    """A saved hyperparameter of the kind the optimizer's own has (a finite number where it has a
+    number, a pair of numbers where it has ``betas``...): a wrong one would only fail later, inside
+    ``optimizer.step``."""
+    if isinstance(template, bool) or template is None:
+        ok = value is None or isinstance(value, bool) if template is None else isinstance(value, bool)
+    elif isinstance(template, (int, float)):
+        ok = _is_number(value)
+    elif isinstance(template, (tuple, list)):
+        ok = isinstance(value, (tuple, list)) and len(value) == len(template) and all(map(_is_number, value))
+    elif isinstance(template, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True  # e.g. a tensor learning rate: checked by the optimizer itself
+    if not ok:
+        raise StateError(f"{where}: optimizer hyperparameter {key!r} is {value!r}; expected one like {template!r}")
 
 
 def _parameter_state(

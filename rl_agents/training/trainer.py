@@ -213,6 +213,7 @@ class Trainer:
         quiet: bool = False,
         on_update: Callable[[Trainer], None] | None = None,
         stop_when: Callable[[Trainer], bool] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
         save_on_error: str | os.PathLike | None = None,
     ) -> Trainer:
         """Collect and learn until ``total_steps`` environment steps were taken (rounded up to a whole rollout).
@@ -221,6 +222,8 @@ class Trainer:
         ``seed`` is None): then the saved episodes continue. ``progress`` shows a progress bar (plain
         lines when not on a terminal or when ``quiet``). ``on_update`` runs whenever metrics are
         logged; ``stop_when`` is checked then and ends training early when it returns True.
+        ``stop_requested`` is checked after every update (e.g. :class:`~rl_agents.training.interrupts.StopSignals`
+        after a Ctrl-C): training then ends there, at an update boundary, where it can be saved.
 
         When training stops on a NaN/inf, a failed environment (past ``max_env_restarts``) or failed
         workers, the trainer is left at an update boundary with nothing of the failed step applied.
@@ -250,6 +253,8 @@ class Trainer:
                         on_update(self)
                     if stop_when is not None and stop_when(self):
                         break
+                if stop_requested is not None and stop_requested():
+                    break
             bar.update(self.global_step, self.recent_return())
         return self
 
@@ -327,10 +332,15 @@ class Trainer:
         tree = self.state_dict(config)
         return save_checkpoint(tree, checkpoints_dir, name=name or step_dir_name(self.global_step))
 
-    def load_state(self, path: Any) -> Any:
-        """Restore a checkpoint (or a run's latest one) into this trainer, which has the same agents.
-        Raises CheckpointError, leaving the trainer untouched, if it cannot. Returns the checkpoint's directory."""
-        directory, tree = read_checkpoint(path)
+    def load_state(
+        self, path: Any, *, skip_damaged: bool = False, on_skip: Callable[[Any, str], None] | None = None
+    ) -> Any:
+        """Restore a checkpoint (or a run's newest one) into this trainer, which has the same agents.
+        Raises CheckpointError, leaving the trainer untouched, if it cannot; a run whose newest
+        checkpoint is damaged raises DamagedCheckpointError unless ``skip_damaged`` (then the newest
+        intact one is loaded and ``on_skip(path, reason)`` hears of each skipped). Returns the
+        checkpoint's directory."""
+        directory, tree = read_checkpoint(path, skip_damaged=skip_damaged, on_skip=on_skip)
         try:
             notes = self.load_state_dict(tree)
         except StateError as error:

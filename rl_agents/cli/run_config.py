@@ -1,0 +1,63 @@
+"""The run config a ``train`` or ``describe`` command line describes: a config file or the env's
+preset, then flags, then ``--set`` overrides; and the default run directory."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rl_agents.agents import AGENTS
+from rl_agents.config import (
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    load_preset,
+    load_yaml,
+    parse_agent_names,
+    preset_path,
+)
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Config file, else the env's preset, then flags, then --set overrides."""
+    if args.config:
+        raw = load_yaml(args.config)
+        source = args.config
+    else:
+        env_id = args.env or "CartPole-v1"
+        learner = parse_agent_names(args.agents)[0] if getattr(args, "agents", None) else None
+        raw = load_preset(env_id, learner)
+        path = preset_path(env_id, learner)
+        source = f"preset {path.stem}" if path else "defaults"
+    if getattr(args, "env", None):
+        raw["env"] = args.env
+    if getattr(args, "agents", None):
+        names = parse_agent_names(args.agents)
+        if not args.config:  # a preset's sections for agents not requested are dropped
+            raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
+        raw["agents"] = args.agents
+    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device"), ("checkpoints", "checkpoints")):
+        if getattr(args, flag, None) is not None:
+            raw[key] = getattr(args, flag)
+    if getattr(args, "num_envs", None) is not None:
+        raw = apply_overrides(raw, [f"trainer.num_envs={args.num_envs}"])
+    if getattr(args, "workers", None) is not None:
+        raw = apply_overrides(raw, [f"distributed.workers={args.workers}"])
+    raw = with_ray_address(apply_overrides(raw, args.overrides), args)
+    return config_from_dict(raw, source=source)
+
+
+def with_ray_address(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """--ray-address, taken as it is (not parsed as YAML like --set values)."""
+    address = getattr(args, "ray_address", None)
+    if address is None:
+        return raw
+    section = raw.get("distributed")
+    return {**raw, "distributed": {**(section if isinstance(section, dict) else {}), "ray_address": address}}
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    env = config.env.replace("/", "_")
+    return Path("runs") / f"{env}_{config.agents}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"

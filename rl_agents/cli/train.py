@@ -1,0 +1,294 @@
+"""``rl-agents train``: a new run, or ``--resume`` of one, in a locked run directory.
+
+Nothing is written before everything is checked: the config, the checkpoint to resume (the newest
+must verify, unless ``--skip-damaged``) and what a resume changes (:mod:`rl_agents.cli.resume`).
+A first Ctrl-C or SIGTERM stops at the end of the update in progress and saves a checkpoint
+(exit 130 / 143); a second exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from rl_agents.checkpointing import (
+    STATE_FILE,
+    CheckpointError,
+    DamagedCheckpointError,
+    checkpoint_candidates,
+    read_checkpoint,
+    recover_checkpoints_dir,
+)
+from rl_agents.cli.errors import CommandError, training_stopped
+from rl_agents.cli.resume import (
+    ResumeRefused,
+    apply_learning_rates,
+    changes_learning_rates,
+    check_changes,
+    config_changes,
+    resume_record,
+)
+from rl_agents.cli.run_config import default_run_dir, resolve_config, with_ray_address
+from rl_agents.cli.run_lock import RunLock
+from rl_agents.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, is_out_of_memory, load_yaml
+from rl_agents.config.schema import RESUME_HISTORY_KEY
+from rl_agents.core.state import StateError
+from rl_agents.envs import EnvError
+from rl_agents.training import make_trainer
+from rl_agents.training.distributed import DistributedTrainer, WorkerFailureError
+from rl_agents.training.errors import NonFiniteError
+from rl_agents.training.interrupts import StopSignals
+
+MAX_THREADS = 1024
+# Flags that would make a resumed run another run (its config.yaml says what they were).
+FIXED_ON_RESUME = ("config", "env", "agents", "seed", "num_envs", "workers", "out")
+
+
+class Resume:
+    """What a resume continues from: the checkpoint read and checked, and what the config changes."""
+
+    def __init__(self, checkpoint: Path, tree: dict[str, Any], changes: dict, skipped: dict[str, str]):
+        self.checkpoint, self.tree, self.changes, self.skipped = checkpoint, tree, changes, skipped
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if not 1 <= args.threads <= MAX_THREADS:  # torch would start that many threads per parallel region
+        raise CommandError(f"--threads must be between 1 and {MAX_THREADS}, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise CommandError(f"run directory {str(run_dir)!r} does not exist")
+        _refuse_fixed_flags(args, run_dir)
+        with RunLock(run_dir) as lock:
+            _note_stale_lock(lock)
+            return _train_resumed(args, run_dir)
+    if args.skip_damaged:
+        raise CommandError("--skip-damaged applies to --resume only")
+    config = resolve_config(args)
+    run_dir = Path(args.out) if args.out else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
+    _refuse_existing_run(run_dir)
+    trainer = _build(config)  # before touching the run directory: bad input leaves nothing behind
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot create the run directory {str(run_dir)!r}: {error.strerror or error}") from error
+    with RunLock(run_dir) as lock:
+        _note_stale_lock(lock)
+        _refuse_existing_run(run_dir)  # another process may have started it meanwhile
+        write_text_atomically(run_dir / "config.yaml", _config_yaml(config, []))
+        return _run(trainer, config, run_dir, args)
+
+
+def _refuse_fixed_flags(args: argparse.Namespace, run_dir: Path) -> None:
+    fixed = [flag for flag in FIXED_ON_RESUME if getattr(args, flag, None) is not None]
+    if fixed:
+        flag = "the config file argument" if fixed[0] == "config" else "--" + fixed[0].replace("_", "-")
+        raise CommandError(
+            f"--resume continues {run_dir} as its config.yaml says; drop {flag} "
+            "(--steps, --device, --checkpoints, --ray-address and --set of a setting a resume may change can differ)"
+        )
+
+
+def _refuse_existing_run(run_dir: Path) -> None:
+    if checkpoint_candidates(run_dir / "checkpoints"):
+        raise CommandError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+
+
+def _note_stale_lock(lock: RunLock) -> None:
+    if lock.previous_holder:
+        say(f"{lock.path}: taking over the lock of a process that is gone ({lock.previous_holder})")
+
+
+def _build(config: RunConfig) -> Any:
+    trainer = make_trainer(config)
+    if isinstance(trainer, DistributedTrainer):
+        trainer.start_workers()  # a wrong --ray-address too
+    return trainer
+
+
+# ---------------------------------------------------------------------------- resume
+def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
+    config_path = run_dir / "config.yaml"
+    raw = load_yaml(config_path)
+    history = list(raw.get(RESUME_HISTORY_KEY) or [])
+    overrides = [
+        f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None
+    ]
+    raw = with_ray_address(apply_overrides(raw, overrides + args.overrides), args)
+    config = config_from_dict(raw, source=str(config_path))
+    recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
+    resume = _read_resume_point(run_dir, config, args.skip_damaged)
+    if resume is None:  # stopped before its first checkpoint: start it again
+        say(f"{run_dir}: no checkpoint yet; starting the run from the beginning")
+        trainer = _build(config)
+        write_text_atomically(config_path, _config_yaml(config, history))
+        return _run(trainer, config, run_dir, args)
+    trainer = _build(config)
+    configured_lrs = list(trainer.learner.base_lrs)
+    try:
+        notes = trainer.load_state_dict(resume.tree)
+    except StateError as error:
+        raise CheckpointError(f"{resume.checkpoint / STATE_FILE}: {error}") from None
+    for note in notes:
+        say(f"warning: {resume.checkpoint}: {note}")
+    if changes_learning_rates(resume.changes):
+        apply_learning_rates(trainer.learner, configured_lrs)
+    history.append(resume_record(trainer.global_step, resume.checkpoint.name, resume.changes, resume.skipped))
+    write_text_atomically(config_path, _config_yaml(config, history))
+    changed = "".join(f"; {key}: {old!r} -> {new!r}" for key, (old, new) in resume.changes.items())
+    say(f"resuming {run_dir} from {resume.checkpoint.name} at step {trainer.global_step}{changed}")
+    return _run(trainer, config, run_dir, args)
+
+
+def _read_resume_point(run_dir: Path, config: RunConfig, skip_damaged: bool) -> Resume | None:
+    checkpoints = run_dir / "checkpoints"
+    if not checkpoint_candidates(checkpoints):
+        return None
+    skipped: dict[str, str] = {}
+
+    def note_skip(path: Path, reason: str) -> None:
+        skipped[path.name] = reason
+        say(f"skipping damaged checkpoint {path.name}: {reason}")
+
+    try:
+        checkpoint, tree = read_checkpoint(checkpoints, skip_damaged=skip_damaged, on_skip=note_skip)
+    except DamagedCheckpointError as error:
+        older = (
+            f"; --skip-damaged resumes from the newest intact one of the {error.older} older checkpoints"
+            if error.older
+            else "; there is no older checkpoint"
+        )
+        raise CommandError(f"the newest checkpoint is damaged: {error}{older}") from None
+    run = tree.get("run")
+    saved = run.get("config") if isinstance(run, dict) else None
+    changes = config_changes(saved, config_to_dict(config)) if isinstance(saved, dict) else {}
+    try:
+        check_changes(changes, checkpoint.name)
+    except ResumeRefused as error:
+        raise CommandError(str(error)) from None
+    return Resume(checkpoint, tree, changes, skipped)
+
+
+def _config_yaml(config: RunConfig, history: list[Any]) -> str:
+    document = config_to_dict(config)
+    if history:
+        document[RESUME_HISTORY_KEY] = history
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- the run
+def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespace) -> int:
+    from rl_agents.logging import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
+    trainer.loggers = loggers
+    loggers[0].truncate(trainer.global_step)  # rows logged after the checkpoint are logged again
+    interval = max(config.steps // config.checkpoints, 1)
+    next_save = (trainer.global_step // interval + 1) * interval
+
+    def save_periodically(t: Any) -> None:
+        nonlocal next_save
+        if t.global_step >= next_save:
+            t.save(run_dir / "checkpoints")
+            next_save = (t.global_step // interval + 1) * interval
+
+    stop = StopSignals()
+    try:
+        with stop:
+            try:
+                # On NaN/inf numbers or a failed env, train() saves the trainer as checkpoints/last_good first.
+                trainer.train(
+                    config.steps,
+                    progress=True,
+                    quiet=args.quiet,
+                    on_update=save_periodically,
+                    stop_requested=stop.requested,
+                    save_on_error=run_dir / "checkpoints",
+                )
+            except (NonFiniteError, EnvError, WorkerFailureError) as error:
+                raise CommandError(training_stopped(error, trainer, run_dir)) from error
+            except (MemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                raise CommandError(
+                    f"training stopped at step {trainer.global_step}: not enough memory: {error}"
+                ) from error
+            final = trainer.save(run_dir / "checkpoints")  # a second signal meanwhile leaves the previous one
+    finally:
+        for logger in loggers:
+            logger.close()
+        if isinstance(trainer, DistributedTrainer):
+            trainer.close()
+    if stop.requested():
+        print(
+            f"{stop.name} at step {trainer.global_step}: saved {final}; "
+            f"continue with: rl-agents train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return stop.exit_status
+    plot = _plot_run(run_dir)
+    _print_summary(trainer, run_dir, final, plot)
+    print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
+    return 0
+
+
+def say(line: str) -> None:
+    """One line on stderr, unwrapped (it names paths, which scripts and tests read back)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a file so that a process killed meanwhile, or a full disk, leaves the old content or the
+    new, never half (and no temporary file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise CommandError(f"{path}: cannot be written: {error.strerror or error}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plot_run(run_dir: Path) -> Path | None:
+    from rl_agents.plotting import plot_runs
+
+    if not (run_dir / "metrics.csv").exists():
+        return None
+    return plot_runs([run_dir], run_dir / "learning_curve.png")
+
+
+def _print_summary(trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None) -> None:
+    table = Table(title=f"run {run_dir}", show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")  # paths wrap instead of being cut, so they can be copied
+    returns = trainer.episodes.returns
+    table.add_row("environment steps", f"{trainer.global_step:,}")
+    table.add_row("updates", str(trainer.num_updates))
+    table.add_row("episodes", str(len(returns)))
+    table.add_row("mean return (last 20)", f"{trainer.recent_return():.2f}" if returns else "-")
+    table.add_row("best episode return", f"{max(returns):.2f}" if returns else "-")
+    table.add_row("steps/s", f"{trainer.metrics.get('charts/steps_per_second', float('nan')):,.0f}")
+    table.add_row("config", str(run_dir / "config.yaml"))
+    table.add_row("metrics", str(run_dir / "metrics.csv"))
+    table.add_row("tensorboard", str(run_dir / "tensorboard"))
+    table.add_row("checkpoint", str(checkpoint))
+    table.add_row("learning curve", str(plot) if plot else "-")
+    Console(stderr=True, markup=False, emoji=False).print(table)  # names are printed as they are
