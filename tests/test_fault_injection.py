@@ -8,6 +8,7 @@ previous checkpoint still loads (and, where a run continues, that it continues b
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -369,3 +370,39 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_partial_f
     assert after == before
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert tensors_of(run / "checkpoints")  # the previous checkpoint loads
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EACCES, "Permission denied"),
+        (errno.EROFS, "Read-only file system"),
+    ],
+)
+def test_a_file_that_cannot_be_written_is_named_in_one_line(
+    run: Path, code: int, text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The same failures in-process, where they can be made on purpose: a checkpoint and config.yaml."""
+    import rl_agents.checkpointing.format as checkpoint_format
+    import rl_agents.cli.train as train_command
+    from rl_agents.cli import main
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, text, str(args[1] if len(args) > 1 else kwargs.get("dir", "?")))
+
+    before = files_of(run)
+    monkeypatch.setattr(checkpoint_format, "save_file", refuse)
+    assert main(["train", "--resume", str(run), "--steps", "2304", "--quiet"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"rl-agents: error: {run}/checkpoints/step_000002304: cannot be written: {text} \(.*\)", line)
+    assert {k: v for k, v in files_of(run).items() if k.startswith("checkpoints/")} == {
+        k: v for k, v in before.items() if k.startswith("checkpoints/")
+    }
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+    monkeypatch.setattr(train_command.tempfile, "mkstemp", refuse)
+    config_before = (run / "config.yaml").read_bytes()
+    assert main(["train", "--resume", str(run), "--steps", "2560", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"rl-agents: error: {run}/config.yaml: cannot be written: {text}"
+    assert (run / "config.yaml").read_bytes() == config_before

@@ -252,7 +252,10 @@ def say(line: str) -> None:
 def write_text_atomically(path: Path, text: str) -> None:
     """Write a file so that a process killed meanwhile, or a full disk, leaves the old content or the
     new, never half (and no temporary file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise CommandError(f"{path}: cannot be written: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
