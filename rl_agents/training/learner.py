@@ -5,7 +5,8 @@ schedule, and owns the optimizer, the random generator of action sampling and mi
 replay buffer (off-policy) and the target networks. :meth:`Learner.update` takes one collected batch
 ``[rollout_steps, num_envs, ...]``: every agent's preprocessing in dependency order, then the summed
 loss over minibatches (of the rollout on-policy; sampled from the replay buffer, which the batch joins
-first, off-policy).
+first, off-policy). An update is all or nothing: a NaN or inf anywhere in it rolls it back (see
+:mod:`rl_agents.training.rollback`) before the error is raised.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from rl_agents.core.schedules import (
     schedule_fields,
 )
 from rl_agents.core.state import Apply, StateError, count, entry, numbers, prepare_module_load
+from rl_agents.training.errors import NonFiniteError
 from rl_agents.training.optimization import SummedLossStep, build_optimizer, subnormals_flushed
 from rl_agents.training.optimizer_state import optimizer_state_dict, prepare_optimizer_load
 from rl_agents.training.replay import ReplayBuffer
+from rl_agents.training.rollback import UpdateSnapshot
 
 GENERATOR_DTYPE = torch.uint8
 
@@ -130,6 +133,8 @@ class Learner:
         )
         self.num_updates = 0
         self.total_gradient_steps = 0  # replay minibatch steps over the run (target updates count them)
+        targets = [target for _, target in self._target_pairs]
+        self._snapshot = UpdateSnapshot(self.agents, self.optimizer, self.generator, self.replay, targets)
 
     # ------------------------------------------------------------------ construction
     def _bind_agents(self) -> None:
@@ -199,20 +204,31 @@ class Learner:
     def update(self, batch: Batch, *, global_step: int, total_steps: int | None) -> dict[str, float]:
         """Preprocess ``batch`` in dependency order, then optimize every agent's summed loss; returns
         this update's metrics. ``global_step`` (env steps so far) and ``total_steps`` drive
-        ``learning_starts`` and learning-rate annealing."""
-        metrics: dict[str, float] = {}
-        for agent in self.composition.order:
-            for key, value in agent.preprocess(batch).items():
-                metrics[f"{agent.name}/{key}"] = float(value)
-        where = f"update {self.num_updates + 1}, step {global_step}"
-        if self.replay is None:
-            self._set_learning_rate(total_steps)
-            with subnormals_flushed():
-                metrics.update(self._optimize_rollout(batch, where))
-        else:
-            self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
-            with subnormals_flushed():
-                metrics.update(self._optimize_replay(global_step, where))
+        ``learning_starts`` and learning-rate annealing.
+
+        All or nothing: when a NonFiniteError (a NaN or inf loss or gradient) stops the update, at any
+        minibatch, everything it changed (agents, optimizer, generator, replay buffer, counters) is put
+        back as it was before the error is raised, so the learner stays at an update boundary."""
+        self._snapshot.take(batch[VALID].shape[0] if self.replay is not None else 0)
+        counters = self.num_updates, self.total_gradient_steps, self.step.skipped
+        try:  # (inline, not a helper: warnings' stack levels count the frames down to the optimizer step)
+            metrics: dict[str, float] = {}
+            for agent in self.composition.order:
+                for key, value in agent.preprocess(batch).items():
+                    metrics[f"{agent.name}/{key}"] = float(value)
+            where = f"update {self.num_updates + 1}, step {global_step}"
+            if self.replay is None:
+                self._set_learning_rate(total_steps)
+                with subnormals_flushed():
+                    metrics.update(self._optimize_rollout(batch, where))
+            else:
+                self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
+                with subnormals_flushed():
+                    metrics.update(self._optimize_replay(global_step, where))
+        except NonFiniteError:
+            self._snapshot.restore()
+            self.num_updates, self.total_gradient_steps, self.step.skipped = counters
+            raise
         for agent in self.agents:
             agent.after_update()
         self.num_updates += 1
@@ -244,13 +260,16 @@ class Learner:
         valid_rows = flat[VALID].nonzero().squeeze(1)
         sums: dict[str, float] = {}
         steps = 0
-        for _ in range(schedule.num_epochs):
+        bounds = _split_bounds(len(valid_rows), schedule.num_minibatches)
+        for epoch in range(schedule.num_epochs):
             order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
             # One gather per key and epoch; the minibatches are then contiguous slices (views).
             shuffled = {key: value[order] for key, value in flat.items()}
             last: dict[str, float] = {}
-            for start, stop in _split_bounds(len(order), schedule.num_minibatches):
-                step_values = self.step({key: value[start:stop] for key, value in shuffled.items()}, where)
+            for index, (start, stop) in enumerate(bounds):
+                final = epoch == schedule.num_epochs - 1 and index == len(bounds) - 1
+                minibatch = {key: value[start:stop] for key, value in shuffled.items()}
+                step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
                 if step_values is None:  # skipped: non-finite (skip_non_finite_updates)
                     continue
                 last = step_values
@@ -269,11 +288,12 @@ class Learner:
             return {}
         sums: dict[str, float] = {}
         steps = 0
-        for _ in range(schedule.gradient_steps):
+        for index in range(schedule.gradient_steps):
             minibatch = self.replay.sample(
                 schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams
             )
-            step_values = self.step(minibatch, where)
+            final = index == schedule.gradient_steps - 1
+            step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
             if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
                 for key, value in step_values.items():
                     sums[key] = sums.get(key, 0.0) + value

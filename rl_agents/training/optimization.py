@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -87,9 +87,12 @@ class SummedLossStep:
         self.skip_non_finite = skip_non_finite
         self.skipped = 0  # steps skipped for non-finite numbers (this object's life)
 
-    def __call__(self, minibatch: Batch, where: str) -> dict[str, float] | None:
+    def __call__(
+        self, minibatch: Batch, where: str, before_step: Callable[[], None] | None = None
+    ) -> dict[str, float] | None:
         """One optimizer step; returns the logged values, or None when it was skipped because the loss
-        or a gradient is not finite (``skip_non_finite``). ``where`` says when, for messages."""
+        or a gradient is not finite (``skip_non_finite``). ``where`` says when, for messages;
+        ``before_step`` runs once the numbers are checked, right before the optimizer steps."""
         weighted: list[torch.Tensor] = []
         names: list[str] = []
         logged: list[torch.Tensor | float] = []
@@ -122,6 +125,8 @@ class SummedLossStep:
         if self.schedule.max_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.schedule.max_grad_norm, norm)
         values["trainer/grad_norm"] = grad_norm
+        if before_step is not None:
+            before_step()
         self.optimizer.step()
         values["trainer/loss"] = loss
         return values

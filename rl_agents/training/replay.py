@@ -11,6 +11,7 @@ next-step autoreset is stored, to keep the time axis regular, but never sampled.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +25,17 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not available on this platform
         return 0
+
+
+@dataclass(frozen=True)
+class ReplayMark:
+    """What :meth:`ReplayBuffer.rewind` needs to undo the adds made since :meth:`ReplayBuffer.mark`."""
+
+    position: int
+    size: int
+    invalid_count: int
+    saved: list[tuple[slice, Batch]] | None  # the stored rows the adds overwrite; None: nothing allocated yet
+    fresh: list[slice]  # the rows they write that held no data (zeros) yet
 
 
 class ReplayBuffer:
@@ -79,6 +91,43 @@ class ReplayBuffer:
             stored[rows] = piece[key].to("cpu")
         self.position = (self.position + length) % self.capacity
         self.size = min(self.size + length, self.capacity)
+
+    def _ring_slices(self, length: int) -> list[slice]:
+        """The ring rows the next ``length`` vector steps are written to: one slice, two where they wrap."""
+        length = min(length, self.capacity)
+        stop = self.position + length
+        if stop <= self.capacity:
+            return [slice(self.position, stop)]
+        return [slice(self.position, self.capacity), slice(0, stop - self.capacity)]
+
+    def mark(self, length: int) -> ReplayMark:
+        """Remember what adding ``length`` vector steps will change, for :meth:`rewind` (a failed update's
+        batch, see :mod:`rl_agents.training.rollback`). Only the stored rows the add overwrites are copied:
+        none while the ring is filling, since rows past ``size`` were never written and hold zeros."""
+        if not self.data:
+            return ReplayMark(self.position, self.size, self._invalid_count, None, [])
+        saved: list[tuple[slice, Batch]] = []
+        fresh: list[slice] = []
+        for rows in self._ring_slices(length):
+            stored = slice(rows.start, min(rows.stop, self.size))
+            if stored.start < stored.stop:
+                saved.append((stored, {key: value[stored].clone() for key, value in self.data.items()}))
+            if max(rows.start, self.size) < rows.stop:
+                fresh.append(slice(max(rows.start, self.size), rows.stop))
+        return ReplayMark(self.position, self.size, self._invalid_count, saved, fresh)
+
+    def rewind(self, mark: ReplayMark) -> None:
+        """Put back the rows, position, size and count of invalid transitions of ``mark``."""
+        self.position, self.size, self._invalid_count = mark.position, mark.size, mark.invalid_count
+        if mark.saved is None:
+            self.data = {}
+            return
+        for rows, saved in mark.saved:
+            for key, value in saved.items():
+                self.data[key][rows] = value
+        for rows in mark.fresh:
+            for value in self.data.values():
+                value[rows] = 0
 
     def sample(
         self,
