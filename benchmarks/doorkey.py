@@ -64,6 +64,7 @@ def run_ours(workload: speed.Workload, total_steps: int, seed: int) -> RunResult
         num_epochs=speed.NUM_EPOCHS,
         num_minibatches=speed.NUM_MINIBATCHES,
     )
+    trainer.episodes.window = None  # every episode: the result holds the whole run's returns
     seconds = timed(lambda: trainer.train(total_steps, progress=False))
     envs.close()
     return RunResult("rl_agents", seed, trainer.global_step, seconds, list(trainer.episodes.returns))

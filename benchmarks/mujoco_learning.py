@@ -53,6 +53,7 @@ def train_one(env_id: str, seed: int, total_steps: int, out: str, time_limit: fl
     torch.set_num_threads(1)
     run_dir = Path(out) / f"{env_id}_s{seed}"
     trainer = Trainer(make_envs(env_id, 1), [PPO()], seed=seed, loggers=[CSVLogger(run_dir / "metrics.csv")])
+    trainer.episodes.window = None  # every episode: returns.csv holds the whole run
     start = time.perf_counter()
     out_of_time = (lambda _: time.perf_counter() - start > time_limit) if time_limit else None
     trainer.train(total_steps, progress=False, stop_when=out_of_time)

@@ -111,6 +111,7 @@ def run_ours(workload: Workload, total_steps: int, seed: int) -> SolveResult:
             f"the {workload.env_id} preset no longer runs {workload.num_envs} envs x {workload.num_steps} steps"
         )
     trainer = make_trainer(config)
+    trainer.episodes.window = None  # every episode: the result holds the whole run's returns
     seconds = timed(
         lambda: trainer.train(total_steps, progress=False, stop_when=lambda t: is_solved(t.episodes.returns, workload))
     )

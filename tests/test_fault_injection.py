@@ -213,7 +213,7 @@ def test_skip_damaged_resumes_from_the_newest_intact_checkpoint_bit_exactly(run:
     line = error_line(cli("eval", str(run), "--episodes", "1", timeout=60))
     assert line.endswith("; --skip-damaged evaluates the newest intact one")
     evaluated = cli("eval", str(run), "--episodes", "1", "--skip-damaged", timeout=60)
-    assert evaluated.returncode == 0 and "evaluating step_000001536 at step 1536" in evaluated.stderr
+    assert evaluated.returncode == 0 and f"checkpoint: {run}/checkpoints/step_000001536 (step 1536)" in evaluated.stdout
 
     result = cli("train", "--resume", str(run), "--skip-damaged")
     assert result.returncode == 0, result.stderr
@@ -310,8 +310,8 @@ def test_a_second_ctrl_c_exits_at_once_without_saving(tmp_path: Path) -> None:
     slow = ["--set", "trainer.num_steps=8192"]  # an update every 16k env steps: seconds of collection
     process = start("train", *LONG, *slow, "--out", str(run), log=tmp_path / "log")
     wait_for(lambda: logged_rows(run) >= 1, timeout=120, process=process)
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)  # while the next 16k steps are collected
+    wait_for(lambda: "stopping after this update" in (tmp_path / "log").read_text(), timeout=30, process=process)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     log = (tmp_path / "log").read_text()
@@ -406,3 +406,26 @@ def test_a_file_that_cannot_be_written_is_named_in_one_line(
     assert main(["train", "--resume", str(run), "--steps", "2560", "--quiet"]) == 2
     assert capsys.readouterr().err.strip() == f"rl-agents: error: {run}/config.yaml: cannot be written: {text}"
     assert (run / "config.yaml").read_bytes() == config_before
+
+
+def test_metrics_csv_that_cannot_be_written_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rl_agents.logging import CSVLogger
+
+    logger = CSVLogger(tmp_path / "metrics.csv")
+    logger.log(1, {"a": 1.0})
+    real_open = Path.open
+
+    def full_disk(self: Path, mode: str = "r", *args, **kwargs):
+        if "a" in mode or "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write error: no file name
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    with pytest.raises(OSError) as raised:
+        logger.log(2, {"a": 2.0})
+    assert (raised.value.filename, raised.value.strerror) == (str(tmp_path / "metrics.csv"), "No space left on device")
+    with pytest.raises(OSError, match="No space left on device"):
+        logger.log(3, {"b": 3.0})  # a new column: the rewrite fails and leaves no temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+    monkeypatch.undo()
+    assert (tmp_path / "metrics.csv").read_text() == "global_step,a\n1.0,1.0\n"

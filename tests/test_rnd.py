@@ -283,6 +283,7 @@ def _explore_lock(
     envs = gym.vector.SyncVectorEnv([lambda r=r: CombinationLock(key_seed=key_seed, record=r) for r in records])
     agents = [PPO(ext_coef=2.0)] + ([explorer] if explorer is not None else [])  # CleanRL RND: ext_coef 2
     trainer = Trainer(envs, agents, seed=seed, num_steps=128)
+    trainer.episodes.window = None  # every episode: "solved" counts them all
     trainer.train(total_steps, progress=False)
     envs.close()
     returns = np.array(trainer.episodes.returns)

@@ -191,12 +191,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except DamagedCheckpointError as error:
         hint = "; --skip-damaged evaluates the newest intact one" if error.older else ""
         raise CommandError(f"the newest checkpoint is damaged: {error}{hint}") from None
-    print(f"evaluating {checkpoint.name} at step {trainer.global_step}", file=sys.stderr)
     frames: list | None = [] if args.video else None
     # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
     envs = make_envs(config.env, 1, config.trainer.vectorization, render_mode="rgb_array") if args.video else None
     result = trainer.evaluate(args.episodes, envs=envs, deterministic=args.deterministic, seed=args.seed, frames=frames)
     print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
+    print(f"checkpoint: {checkpoint} (step {trainer.global_step})")
     if frames:
         try:
             print(f"video: {save_video(frames, args.video)}")

@@ -282,12 +282,12 @@ def _print_summary(trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | N
     table = Table(title=f"run {run_dir}", show_header=False)
     table.add_column("what", no_wrap=True)
     table.add_column("value", overflow="fold")  # paths wrap instead of being cut, so they can be copied
-    returns = trainer.episodes.returns
+    episodes = trainer.episodes
     table.add_row("environment steps", f"{trainer.global_step:,}")
     table.add_row("updates", str(trainer.num_updates))
-    table.add_row("episodes", str(len(returns)))
-    table.add_row("mean return (last 20)", f"{trainer.recent_return():.2f}" if returns else "-")
-    table.add_row("best episode return", f"{max(returns):.2f}" if returns else "-")
+    table.add_row("episodes", str(episodes.num_episodes))
+    table.add_row("mean return (last 20)", f"{trainer.recent_return():.2f}" if episodes.num_episodes else "-")
+    table.add_row("best episode return", f"{episodes.best_return:.2f}" if episodes.num_episodes else "-")
     table.add_row("steps/s", f"{trainer.metrics.get('charts/steps_per_second', float('nan')):,.0f}")
     table.add_row("config", str(run_dir / "config.yaml"))
     table.add_row("metrics", str(run_dir / "metrics.csv"))

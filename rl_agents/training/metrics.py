@@ -59,9 +59,9 @@ class MetricsLog:
             logger.log(global_step, metrics)
 
     def _episode_metrics(self, episodes: EpisodeStats) -> dict[str, float]:
-        new_returns = episodes.returns[self.log_from_episode :]
-        new_lengths = episodes.lengths[self.log_from_episode :]
-        self.log_from_episode = len(episodes.returns)
+        new_returns, new_lengths = episodes.since(self.log_from_episode)
+        self.log_from_episode = episodes.num_episodes
+        episodes.release(self.log_from_episode)  # reported: only the recent window need stay
         if not new_returns:
             return {}
         return {
@@ -84,13 +84,16 @@ class MetricsLog:
             "metrics": {key: float(value) for key, value in self.metrics.items()},
         }
 
-    def prepare_load(self, state: Any, episodes: int, where: str = "metrics") -> Apply:
-        """Check a :meth:`state_dict` (``episodes``: how many finished episodes the loaded state holds)."""
+    def prepare_load(self, state: Any, episodes: int, first_kept: int = 0, where: str = "metrics") -> Apply:
+        """Check a :meth:`state_dict` (``episodes``: how many episodes had finished in the loaded state,
+        ``first_kept``: the first of them it keeps, see :class:`EpisodeStats`)."""
         num_logs, last_log_step, log_from = (
             count(state, key, where) for key in ("num_logs", "last_log_step", "log_from_episode")
         )
         if log_from > episodes:
             raise StateError(f"{where}: log_from_episode exceeds the number of episodes")
+        if log_from < first_kept:
+            raise StateError(f"{where}: log_from_episode names episodes ({log_from}) the state no longer keeps")
         sums, counts, metrics = (
             entry(state, key, dict, where) for key in ("pending_sums", "pending_counts", "metrics")
         )

@@ -19,6 +19,7 @@ from typing import Any
 from rl_agents.core.agent import Agent
 from rl_agents.core.state import Apply, StateError, entry
 from rl_agents.training.collector import BatchSource
+from rl_agents.training.episodes import episode_counts
 from rl_agents.training.learner import Learner, agents_state_dict, prepare_agents_load
 from rl_agents.training.metrics import MetricsLog
 from rl_agents.training.optimizer_state import class_path
@@ -88,8 +89,8 @@ def prepare_tree_load(
     apply_learner, warning = learner.prepare_load(entry(tree, "learner", dict, "state"))
     collector_state = entry(tree, "collector", dict, "state")
     apply_collector = collector.prepare_load(collector_state)
-    finished = collector_state["episodes"]["finished"]["returns"]  # checked by the collector
-    apply_metrics = metrics_log.prepare_load(entry(tree, "metrics", dict, "state"), len(finished))
+    first_kept, episodes = episode_counts(collector_state["episodes"]["finished"])  # checked by the collector
+    apply_metrics = metrics_log.prepare_load(entry(tree, "metrics", dict, "state"), episodes, first_kept)
     # Applied with the learner first: its optimizer load is the one step that torch may still refuse;
     # and the collector last: restoring the envs is the one step with effects outside these objects.
     appliers = [apply_learner, apply_agents, apply_metrics, lambda: set_run(seed, total_steps, config), apply_collector]
