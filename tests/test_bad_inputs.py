@@ -325,7 +325,7 @@ def test_wrong_dtype_is_named() -> None:
     trainer = Trainer(faulty_envs("none"), [PPO()], **SMALL)
     obs, _ = trainer.envs.reset(seed=0)
     with pytest.raises(
-        EnvError, match=r"observations passed to act have dtype complex64, which cannot be stored as float32"
+        EnvError, match=r"observations passed to act have dtype complex64, not the observation space's float32"
     ):
         trainer.act(obs.astype(np.complex64))
     with pytest.raises(EnvError, match=r"observations passed to act have shape \(2, 3\); expected \(2, 2\)"):

@@ -16,15 +16,16 @@ marked invalid and never trained on. With same-step mode the final observation c
 ``info["final_obs"]``. Either way ``next_obs`` holds the true next observation, so truncated
 episodes bootstrap from the value of their real final state.
 
-A NaN or infinite observation or reward raises :class:`NonFiniteObservationError` naming the env
-index; an env that raises, returns observations of the wrong shape or dtype, or whose worker process
-dies raises :class:`~rl_agents.envs.EnvError` naming the env when it can be known. Nothing of the
-failed step is stored.
+What the envs return is checked before anything is stored (:mod:`rl_agents.training.env_checks`): a
+NaN or infinite observation or reward raises :class:`NonFiniteObservationError` naming the env index;
+an env that raises, returns observations of another shape or dtype than the observation space's,
+rewards that are not numbers, flags that are not bools, a finite value that overflows float32, or
+whose worker process dies raises :class:`~rl_agents.envs.EnvError` naming the env when it can be
+known. Nothing of the failed step is stored.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,8 +40,8 @@ from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.envs.failures import close_quietly, env_failure
 from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, prepare_restore
+from rl_agents.training.env_checks import EnvOutputChecks
 from rl_agents.training.episodes import EpisodeTracker
-from rl_agents.training.errors import NonFiniteObservationError
 from rl_agents.training.storage import RolloutStorage
 
 if TYPE_CHECKING:
@@ -53,15 +54,6 @@ EnvFactory = Callable[[], gym.vector.VectorEnv]
 def require_vector_env(envs: Any) -> None:
     if not isinstance(envs, gym.vector.VectorEnv):
         raise TypeError(f"envs must be a gymnasium.vector.VectorEnv (use gym.make_vec), got {type(envs).__name__}")
-
-
-def _describe_non_finite(row: np.ndarray) -> str:
-    flat = np.ravel(row)
-    positions = np.flatnonzero(~np.isfinite(flat))
-    if flat.size == 1:
-        return str(flat[0])
-    shown = ", ".join(f"element {int(i)} is {flat[i]}" for i in positions[:3])
-    return shown + (f" (and {len(positions) - 3} more)" if len(positions) > 3 else "")
 
 
 def derived_seed(*entropy: int) -> int:
@@ -150,8 +142,7 @@ class Collector:
         self.last_obs: Any = None
         self.resume_obs: Any = None
         self.storage = self._build_storage(collected_keys, store_next_obs)
-        self._obs_batch_shape = (self.num_envs, *envs.single_observation_space.shape)
-        self._obs_dtype_accepted = self._obs_np_dtype
+        self.checks = EnvOutputChecks(self.num_envs, envs.single_observation_space)
 
     @classmethod
     def for_learner(cls, envs: gym.vector.VectorEnv, learner: Learner, **options: Any) -> Collector:
@@ -171,7 +162,6 @@ class Collector:
         storage = RolloutStorage(self.rollout_steps, self.num_envs, self.device)
         obs_space = self.envs.single_observation_space
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        self._obs_np_dtype = np.dtype(np.uint8) if obs_dtype == torch.uint8 else np.dtype(np.float32)
         storage.allocate_host(OBS, tuple(obs_space.shape), obs_dtype)
         if NEXT_OBS in keys or store_next_obs:
             storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), obs_dtype)
@@ -192,7 +182,7 @@ class Collector:
     # ------------------------------------------------------------------ the environment loop
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Choose actions for a batch of observations and remember what the agents need of them."""
-        obs = self._check_observations(obs, "passed to act")
+        obs = self.checks.observations(obs, "passed to act", self.global_step)
         step = self.step_in_rollout
         self.storage.write_host(step, OBS, obs)
         obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
@@ -217,23 +207,14 @@ class Collector:
     ) -> Batch | None:
         """Store the outcome of ``envs.step``; returns the rollout when it is full, else None.
 
-        Raises :class:`~rl_agents.envs.EnvError` (observations, rewards or flags of the wrong shape,
-        observations of a dtype that cannot be stored) or :class:`NonFiniteObservationError` (a NaN or
-        infinite observation or reward) before storing anything: go on with :meth:`restart_envs`."""
+        Raises :class:`~rl_agents.envs.EnvError` (observations of another shape or dtype than the
+        observation space's, rewards that are not numbers, flags that are not bools, values that
+        overflow float32; see :mod:`rl_agents.training.env_checks`) or :class:`NonFiniteObservationError`
+        (a NaN or infinite observation or reward) before storing anything: go on with :meth:`restart_envs`."""
         if not self.acted:
             raise RuntimeError("observe() was called without a preceding act(); call trainer.act(obs) before envs.step")
-        next_obs = self._check_observations(next_obs, "returned by step")
-        terminated = np.asarray(terminated, dtype=bool)
-        truncated = np.asarray(truncated, dtype=bool)
-        reward = np.asarray(reward, dtype=np.float32)
-        expected = (self.num_envs,)
-        if reward.shape != expected or terminated.shape != expected or truncated.shape != expected:
-            raise EnvError(
-                f"the vector env returned rewards, terminated and truncated of shapes {reward.shape}, "
-                f"{terminated.shape} and {truncated.shape}; expected {expected} each"
-            )
-        if not math.isfinite(reward.sum()):  # one cheap reduction; NaN and inf propagate through it
-            self._raise_if_non_finite(reward, "reward", "returned by step")
+        next_obs = self.checks.observations(next_obs, "returned by step", self.global_step)
+        reward, terminated, truncated = self.checks.step(reward, terminated, truncated, self.global_step)
         done = terminated | truncated
         true_next_obs = self._true_next_obs(next_obs, done, info) if NEXT_OBS in self.storage.host else None
         self.acted = False
@@ -312,43 +293,8 @@ class Collector:
         final_mask = info.get("_final_obs", done)
         for index in np.flatnonzero(final_mask):
             patched[index] = info["final_obs"][index]
-        if patched.dtype.kind == "f" and not math.isfinite(patched.sum()):
-            self._raise_if_non_finite(patched, "final observation", "in info['final_obs']")
+        self.checks.finite(patched, "final observation", "in info['final_obs']", self.global_step)
         return patched
-
-    def _check_observations(self, obs: Any, source: str) -> np.ndarray:
-        """``obs`` as an array, after cheap checks of its shape, dtype and (float data) finiteness."""
-        obs = np.asarray(obs)
-        if obs.shape != self._obs_batch_shape:
-            raise EnvError(
-                f"observations {source} have shape {obs.shape}; expected {self._obs_batch_shape} "
-                f"({self.num_envs} envs x the observation space's shape {self._obs_batch_shape[1:]})"
-            )
-        if obs.dtype != self._obs_dtype_accepted:
-            if not np.can_cast(obs.dtype, self._obs_np_dtype, "same_kind"):
-                raise EnvError(
-                    f"observations {source} have dtype {obs.dtype}, which cannot be stored as {self._obs_np_dtype} "
-                    f"(the observation space's dtype is {self.envs.single_observation_space.dtype})"
-                )
-            self._obs_dtype_accepted = obs.dtype
-        if obs.dtype.kind == "f" and not math.isfinite(obs.sum()):  # uint8 images are never checked
-            self._raise_if_non_finite(obs, "observation", source)
-        return obs
-
-    def _raise_if_non_finite(self, values: np.ndarray, what: str, source: str) -> None:
-        """NonFiniteObservationError naming the envs whose row of ``values`` holds NaN or inf (a
-        finite sum that overflowed raises nothing)."""
-        rows = values.reshape(len(values), -1)
-        indices = np.flatnonzero(~np.isfinite(rows).all(axis=1)).tolist()
-        if not indices:
-            return
-        if len(indices) == 1:
-            details = _describe_non_finite(values[indices[0]])
-        else:
-            details = "; ".join(f"env {index}: {_describe_non_finite(values[index])}" for index in indices[:4])
-        envs = "env" + ("s " if len(indices) > 1 else " ") + ", ".join(map(str, indices))
-        message = f"non-finite {what} of {envs} {source} at global step {self.global_step}: {details}"
-        raise NonFiniteObservationError(message, indices)
 
     # ------------------------------------------------------------------ failures
     def _step_envs(self, action: np.ndarray) -> tuple:
