@@ -123,13 +123,14 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     config_path = run_dir / "config.yaml"
     raw = load_yaml(config_path)
     history = list(raw.get(RESUME_HISTORY_KEY) or [])
+    as_written = config_to_dict(config_from_dict(raw, source=str(config_path)))
     overrides = [
         f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None
     ]
     raw = with_ray_address(apply_overrides(raw, overrides + args.overrides), args)
     config = config_from_dict(raw, source=str(config_path))
     recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
-    resume = _read_resume_point(run_dir, config, args.skip_damaged)
+    resume = _read_resume_point(run_dir, config, as_written, args.skip_damaged)
     if resume is None:  # stopped before its first checkpoint: start it again
         say(f"{run_dir}: no checkpoint yet; starting the run from the beginning")
         trainer = _build(config)
@@ -152,7 +153,11 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     return _run(trainer, config, run_dir, args)
 
 
-def _read_resume_point(run_dir: Path, config: RunConfig, skip_damaged: bool) -> Resume | None:
+def _read_resume_point(
+    run_dir: Path, config: RunConfig, as_written: dict[str, Any], skip_damaged: bool
+) -> Resume | None:
+    """The checkpoint to resume from and what the new config changes, compared with the config the
+    checkpoint was saved with (a checkpoint saved without one: with config.yaml as written)."""
     checkpoints = run_dir / "checkpoints"
     if not checkpoint_candidates(checkpoints):
         return None
@@ -173,7 +178,7 @@ def _read_resume_point(run_dir: Path, config: RunConfig, skip_damaged: bool) -> 
         raise CommandError(f"the newest checkpoint is damaged: {error}{older}") from None
     run = tree.get("run")
     saved = run.get("config") if isinstance(run, dict) else None
-    changes = config_changes(saved, config_to_dict(config)) if isinstance(saved, dict) else {}
+    changes = config_changes(saved if isinstance(saved, dict) else as_written, config_to_dict(config))
     try:
         check_changes(changes, checkpoint.name)
     except ResumeRefused as error:
