@@ -78,9 +78,7 @@ def _is_complete(directory: Path) -> bool:
 
 def is_checkpoint_dir(path: Path) -> bool:
     """A directory that is, or was meant to be, a checkpoint: it holds either file (intact or not)."""
-    if path.name.startswith(".") or not path.is_dir():
-        return False
-    return os.path.lexists(path / STATE_FILE) or os.path.lexists(path / TENSORS_FILE)
+    return path.is_dir() and (os.path.lexists(path / STATE_FILE) or os.path.lexists(path / TENSORS_FILE))
 
 
 def checkpoint_candidates(run_or_checkpoints_dir: str | os.PathLike) -> list[Path]:
@@ -97,7 +95,8 @@ def checkpoint_candidates(run_or_checkpoints_dir: str | os.PathLike) -> list[Pat
     if is_checkpoint_dir(path):
         return [path]
     directory = checkpoints_dir_of(path)
-    found = [child for child in directory.iterdir() if is_checkpoint_dir(child)]
+    # Names starting with a dot are a save in progress (.tmp-*) or one being replaced (.old-*).
+    found = [child for child in directory.iterdir() if not child.name.startswith(".") and is_checkpoint_dir(child)]
     pointed = _read_latest(directory)
 
     def newest_first(child: Path) -> tuple[int, int, float]:
@@ -151,16 +150,19 @@ def recover_checkpoints_dir(checkpoints_dir: str | os.PathLike) -> None:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint directory itself, or the latest checkpoint of a run/checkpoints directory."""
+    """A checkpoint directory itself, or the newest checkpoint of a run/checkpoints directory."""
+    return checkpoints_to_read(path)[0]
+
+
+def checkpoints_to_read(path: str | os.PathLike) -> list[Path]:
+    """:func:`checkpoint_candidates` of ``path``, newest first; CheckpointError when there are none."""
     path = Path(path)
-    if (path / STATE_FILE).exists() or (path / TENSORS_FILE).exists():
-        return path  # a checkpoint, complete or not: loading reports what is wrong with it
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
-    found = latest_checkpoint(path)
-    if found is None:
+    candidates = checkpoint_candidates(path)
+    if not candidates:
         raise CheckpointError(f"{path}: contains no checkpoint ({STATE_FILE} + {TENSORS_FILE})")
-    return found
+    return candidates
 
 
 def write_checkpoint_dir(directory: Path, name: str, write_files: Callable[[Path], None]) -> Path:

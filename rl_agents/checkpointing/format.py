@@ -43,7 +43,7 @@ from rl_agents.checkpointing.files import (
     STATE_FILE,
     TENSORS_FILE,
     CheckpointError,
-    checkpoint_candidates,
+    checkpoints_to_read,
     fsync_file,
     is_checkpoint_dir,
     regular_file_problem,
@@ -187,11 +187,7 @@ def read_checkpoint(
     path = Path(path)
     if is_checkpoint_dir(path):
         return path, read_checkpoint_files(path)
-    candidates = checkpoint_candidates(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint directory")
-    if not candidates:
-        raise CheckpointError(f"{path}: contains no checkpoint ({STATE_FILE} + {TENSORS_FILE})")
+    candidates = checkpoints_to_read(path)
     for index, candidate in enumerate(candidates):
         try:
             return candidate, read_checkpoint_files(candidate)

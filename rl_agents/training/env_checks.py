@@ -153,15 +153,15 @@ class EnvOutputChecks:
         if obs.dtype != self.obs_dtype:
             space_dtype = self.obs_dtype
             raise EnvError(f"observations {source} have dtype {obs.dtype}, not the observation space's {space_dtype}")
-        if self.obs_float and not storable(obs):
-            raise_if_non_finite(obs, "observation", source, global_step)
+        if self.obs_float:  # uint8 images and integers are never checked
+            self.finite(obs, "observation", source, global_step)
         return obs
 
-    def finite(self, obs: np.ndarray, what: str, source: str, global_step: int) -> None:
-        """Raise if float observations hold NaN or inf, or values that overflow float32 when stored
-        (uint8 images and integers are never checked)."""
-        if not storable(obs):
-            raise_if_non_finite(obs, what, source, global_step)
+    def finite(self, values: np.ndarray, what: str, source: str, global_step: int) -> None:
+        """Raise if float ``values`` hold NaN or inf, or values that overflow float32 when stored
+        (integers and bools always pass)."""
+        if not storable(values):
+            raise_if_non_finite(values, what, source, global_step)
 
     def step(
         self, reward: Any, terminated: Any, truncated: Any, global_step: int
@@ -185,6 +185,5 @@ class EnvOutputChecks:
         if terminated.dtype != np.bool_ or truncated.dtype != np.bool_:
             name, flags = ("terminated", terminated) if terminated.dtype != np.bool_ else ("truncated", truncated)
             raise _refuse_dtype(flags, name, is_bool, "expected bools (True or False; int 0/1 is refused)")
-        if not storable(reward):
-            raise_if_non_finite(reward, "reward", "returned by step", global_step)
+        self.finite(reward, "reward", "returned by step", global_step)
         return np.asarray(reward, dtype=np.float32), terminated, truncated
