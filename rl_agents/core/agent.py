@@ -12,8 +12,10 @@ Batches are plain ``dict[str, Tensor]``. During preprocessing every tensor has s
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import torch
@@ -54,6 +56,39 @@ def check_option(agent: str, option: str, value: float | None, low: float, high:
 
 class CompositionError(ValueError):
     """Agents that cannot be trained together, or an agent that does not fit the environment."""
+
+
+class ContractError(RuntimeError):
+    """An agent broke its declared contract at run time (e.g. ``preprocess`` did not write a key it
+    declared it provides, or wrote it with the wrong shape or device); the message names the agent,
+    the key, what was expected and what it got."""
+
+
+def snake_case(name: str) -> str:
+    """``CountBonus`` -> ``count_bonus``: the default name of an agent class that sets none."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _given_arguments(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The constructor arguments as given, by parameter name; None when they cannot be named (extra
+    positional arguments) or do not fit the signature (the constructor then raises its own error)."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    given: dict[str, Any] = {}
+    for position, (name, value) in enumerate(bound.arguments.items()):
+        if position == 0:  # self
+            continue
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                return None
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            given.update(value)
+        else:
+            given[name] = value
+    return given
 
 
 @dataclass(frozen=True)
@@ -107,19 +142,39 @@ class Agent(nn.Module):
 
     Class attributes:
         acts: whether the agent chooses actions (exactly one agent in a composition acts).
-        default_name: the name its loss terms and metrics are logged under (and in configs).
+        default_name: the name its loss terms and metrics are logged under (and in configs); a
+            class that sets none gets its class name in snake case (``CountBonus``: ``count_bonus``).
         warmup_steps: random-action steps whose observations the agent's ``warmup`` receives.
         resumable_settings: constructor options a resumed run may change (``--resume --set``):
             ones that only weigh the loss, never the shape of the agent's state. Learning rates
             (``lr``, ``*_lr``) always may; every other option of a resumed run is refused.
+        state_attributes: plain (non-tensor-module) attributes that are part of the agent's training
+            state, e.g. a visit-count table: saved in checkpoints (JSON values and tensors), restored
+            on load and rolled back with a failed update.
+        transient_attributes: attributes that may change during training but need not be saved
+            (caches, values recomputed from the step count). Any other plain attribute that changes
+            after :meth:`bind` makes saving refuse, naming it: state is never dropped silently.
     """
 
     acts: ClassVar[bool] = False
     default_name: ClassVar[str] = "agent"
     resumable_settings: ClassVar[frozenset[str]] = frozenset()
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+    transient_attributes: ClassVar[frozenset[str]] = frozenset()
     # Vector-env steps of random actions this agent wants to see before training (0: none); their
     # observations reach :meth:`warmup`. An attribute, so that an option of the same name sets it.
     warmup_steps: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.default_name == Agent.default_name:
+            cls.default_name = snake_case(cls.__name__)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Agent:
+        agent = super().__new__(cls)
+        # What rebuilds this agent from a checkpoint (see init_options); recorded before __init__ runs.
+        object.__setattr__(agent, "_given_arguments", _given_arguments(cls, args, kwargs))
+        return agent
 
     def __init__(self, *, name: str | None = None, lr: float | None = None, loss_weight: float = 1.0):
         super().__init__()
@@ -127,6 +182,15 @@ class Agent(nn.Module):
         self.lr = lr
         self.loss_weight = loss_weight
         self.generator: torch.Generator | None = None
+
+    def init_options(self) -> dict[str, Any] | None:
+        """The keyword arguments that rebuild this agent (``type(agent)(**options)``), recorded in
+        checkpoints so that a run can be reloaded without the code that built it: by default the
+        arguments it was constructed with. Override it when the constructor takes objects a
+        checkpoint cannot record (a network, a callable): return JSON values that the constructor
+        also accepts. None: the arguments cannot be named (extra positional arguments)."""
+        given = self.__dict__.get("_given_arguments")
+        return None if given is None else dict(given)
 
     # ----- composition -----
     def reward_streams(self) -> tuple[RewardStream, ...]:
