@@ -1,7 +1,7 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
 from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
-from rl_agents.core.agent import Agent, CompositionError, DataSpec, EnvContext, RewardStream
+from rl_agents.core.agent import Agent, CompositionError, ContractError, DataSpec, EnvContext, RewardStream
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 from rl_agents.envs import EnvError, IndexedEnv
 from rl_agents.training import (
@@ -24,6 +24,7 @@ __all__ = [
     "Agent",
     "Collector",
     "CompositionError",
+    "ContractError",
     "DataSpec",
     "DistributedTrainer",
     "EnvContext",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -75,3 +77,20 @@ def bind_standalone(agent: Agent, obs_space: gym.Space, action_space: gym.Space,
     generator = torch.Generator().manual_seed(0)
     agent.bind(EnvContext(obs_space, action_space, num_envs, torch.device("cpu"), streams, generator))
     return agent
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Bit-equal trees of dicts, lists, tensors and plain values."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{index}]")
+    elif isinstance(a, torch.Tensor):
+        same = isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        assert same, f"{where} differs"
+    else:
+        assert a == b, where

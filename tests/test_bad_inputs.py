@@ -117,6 +117,7 @@ class Poison(Agent):
     NaN gradient while its value stays finite (``kind="grad"``) on loss calls ``start <= call < stop``."""
 
     default_name = "poison"
+    transient_attributes = frozenset({"calls"})  # test machinery: which loss calls are poisoned, not training state
 
     def __init__(self, *, kind: str = "loss", start: int = 0, stop: int = 10**9, lr: float = 1e-3, **kwargs):
         super().__init__(lr=lr, **kwargs)

@@ -250,9 +250,10 @@ def test_optimizer_kernel_choice_is_the_loading_trainers_own(saved, tmp_path: Pa
     assert trainer.optimizer.param_groups[0]["lr"] == saved[0].optimizer.param_groups[0]["lr"]
 
 
-def test_trainer_load_without_a_run_config_says_to_use_load_state(saved, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"state\.json: has no run config.*load_state"):
-        Trainer.load(fresh_copy(saved, tmp_path), cartpole())
+def test_trainer_load_without_a_run_config_rebuilds_the_python_built_trainer(saved, tmp_path: Path) -> None:
+    resumed = Trainer.load(fresh_copy(saved, tmp_path), cartpole())  # from the recorded agents and settings
+    assert_same_trainer_state(saved[0], resumed)
+    assert resumed.schedule == saved[0].schedule and resumed.seed == saved[0].seed
 
 
 def test_save_stores_an_explicit_config(tmp_path: Path) -> None:

@@ -1230,7 +1230,7 @@ KNOWN_CASES = [
     (["plot", "{ws}/run\nsecond line"], 2),
     (["plot"], 2),
     (["describe", "--set", "trainer.num_steps=0"], 2),
-    (["describe", "--agents", "ppo", "--set", "ppo.name='[/x]'"], 0),
+    (["describe", "--agents", "ppo", "--set", "ppo.name='[/x]'"], 2),  # an agent's name is its section's
     (["nosuch"], 2),
     ([], 2),
 ]

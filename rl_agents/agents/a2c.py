@@ -85,6 +85,8 @@ class A2C(Agent):
     acts = True
     default_name = "a2c"
     resumable_settings = frozenset({"ent_coef", "vf_coef"})
+    # Fused inference weights: a cache rebuilt from the parameters whenever they change (loads included).
+    transient_attributes = frozenset({"_fused_inference"})
 
     def __init__(
         self,

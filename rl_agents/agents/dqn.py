@@ -80,6 +80,8 @@ class DQN(Agent):
 
     acts = True
     default_name = "dqn"
+    # The exploration rate: set_progress recomputes it from the step count before every act.
+    transient_attributes = frozenset({"epsilon"})
 
     def __init__(
         self,

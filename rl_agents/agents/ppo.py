@@ -86,6 +86,8 @@ class PPO(Agent):
     acts = True
     default_name = "ppo"
     resumable_settings = frozenset({"ent_coef", "vf_coef", "target_kl"})
+    # Fused inference weights: a cache rebuilt from the parameters whenever they change (loads included).
+    transient_attributes = frozenset({"_fused_inference"})
 
     def __init__(
         self,

@@ -64,12 +64,19 @@ def _agents_table(trainer: Trainer) -> Table:
             agent.name,
             type(agent).__name__,
             "yes" if agent.acts else "",
-            f"{agent.lr:g}" if agent.lr else "-",
+            _learning_rates(trainer, agent.name),
             f"{agent.loss_weight:g}",
             f"{trainable:,}",
             f"{total:,}",
         )
     return table
+
+
+def _learning_rates(trainer: Trainer, agent: str) -> str:
+    """The agent's base learning rates by optimizer group (one it did not set is the acting agent's)."""
+    groups = zip(trainer.optimizer.param_groups, trainer.learner.base_lrs)
+    rates = [f"{base:g}" for group, base in groups if group["name"] == agent or group["name"].startswith(agent + "/")]
+    return ", ".join(rates) or "-"
 
 
 def _streams_table(trainer: Trainer) -> Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,14 +13,15 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from rl_agents.agents import AGENTS
 from rl_agents.checkpointing import CheckpointError, DamagedCheckpointError
 from rl_agents.cli.errors import CommandError
 from rl_agents.cli.run_config import resolve_config
 from rl_agents.cli.run_lock import RunLockedError
 from rl_agents.cli.train import cmd_train
 from rl_agents.config import ConfigError, config_from_dict, list_presets, load_yaml, preset_path
-from rl_agents.core.agent import CompositionError
+from rl_agents.config.registry import AgentImports, AgentLookupError, registered_agents, resolve_agent_class
+from rl_agents.core.agent import CompositionError, ContractError
+from rl_agents.core.agent_state import UnsavedStateError
 from rl_agents.envs import EnvCreationError
 from rl_agents.training import make_trainer
 from rl_agents.training.distributed import RayUnavailableError
@@ -28,18 +30,21 @@ from rl_agents.training.interrupts import Interrupted
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     CompositionError,
+    ContractError,
     EnvCreationError,
     FileNotFoundError,
     RayUnavailableError,
     CheckpointError,
     CommandError,
     RunLockedError,
+    UnsavedStateError,
 )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _import_from_working_directory()
     try:
         return int(args.handler(args) or 0)
     except Interrupted as interrupted:  # a second Ctrl-C / SIGTERM while stopping: leave without saving
@@ -60,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"rl-agents: error: {_one_line(_user_message(error))}", file=sys.stderr)
         return 2
+
+
+def _import_from_working_directory() -> None:
+    """As ``python -m`` does: the modules a command line names (``--agents ppo+my_agents:Bonus``,
+    ``--env my_envs:Corridor-v0``) are found in the current directory too, where the user keeps them."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _is_user_error(error: Exception) -> bool:
@@ -92,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train agents (from a config, a preset, or flags)")
     train.add_argument("config", nargs="?", help="YAML config file")
-    train.add_argument("--agents", help="agents joined by '+', e.g. ppo+rnd")
-    train.add_argument("--env", help="environment id; its preset is used when one ships")
+    train.add_argument(
+        "--agents", help="agents joined by '+': names (ppo+rnd) or your own classes (ppo+my_pkg.bonus:CountBonus)"
+    )
+    train.add_argument("--env", help="environment id (or my_module:EnvId); its preset is used when one ships")
+    _add_env_kwarg(train)
     train.add_argument("--steps", type=_number, help="total environment steps (1e6 accepted)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", choices=["cpu", "cuda", "auto"])
@@ -108,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --resume: when the newest checkpoints are damaged, resume from the newest intact one",
     )
+    _add_trust_code(train, "with --resume: ")
     train.add_argument(
         "--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)"
     )
@@ -132,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--skip-damaged", action="store_true", help="when the newest checkpoint is damaged, use the newest intact one"
     )
+    _add_trust_code(evaluate, "")
     evaluate.set_defaults(handler=cmd_eval)
 
     plot = commands.add_parser("plot", help="plot learning curves of one or more runs")
@@ -145,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("config", nargs="?")
     describe.add_argument("--agents")
     describe.add_argument("--env")
+    _add_env_kwarg(describe)
     describe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     describe.set_defaults(handler=cmd_describe)
 
@@ -153,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (train, evaluate, plot, describe, listing):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
+
+
+def _add_env_kwarg(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--env-kwarg",
+        dest="env_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the env's constructor (value parsed as YAML), e.g. max_episode_steps=200",
+    )
+
+
+def _add_trust_code(command: argparse.ArgumentParser, when: str) -> None:
+    command.add_argument(
+        "--trust-code",
+        "--trust-agents",
+        dest="trust_code",
+        action="store_true",
+        help=f"{when}import the agent classes and env modules the run names by import path "
+        "(module:Class); importing runs their code, so only for runs you trust",
+    )
 
 
 def _number(text: str) -> int:
@@ -178,7 +218,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CommandError("--episodes must be >= 1")
     if args.seed < 0:
         raise CommandError(f"--seed must be >= 0, got {args.seed}")
-    config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    imports = AgentImports.of(trust=args.trust_code)  # a run directory is data: its import paths need trust
+    config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"), imports=imports)
     if not checkpoint_candidates(run_dir / "checkpoints"):
         raise CommandError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     trainer = make_trainer(config)
@@ -237,13 +278,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     console = Console()
-    agents = Table(title="agents")
-    agents.add_column("name")
-    agents.add_column("acts")
-    agents.add_column("description")
-    for name, cls in AGENTS.items():
+    agents = Table(title="agents (--agents NAME+NAME, or your own: --agents ppo+my_pkg.module:Class)")
+    for column in ("name", "acts", "from", "class", "description"):
+        agents.add_column(column)
+    for registered in registered_agents():
+        try:
+            cls = resolve_agent_class(registered.name)
+        except AgentLookupError as error:  # a broken plugin is listed with the reason, not fatal
+            agents.add_row(registered.name, "?", registered.origin, registered.target, f"cannot be loaded: {error}")
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        agents.add_row(name, "yes" if cls.acts else "no", doc)
+        agents.add_row(registered.name, "yes" if cls.acts else "no", registered.origin, registered.target, doc)
     console.print(agents)
     presets = Table(title="presets (rl-agents train --env ID [--agents NAMES])")
     presets.add_column("env")

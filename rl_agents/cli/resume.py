@@ -16,11 +16,13 @@ config.yaml then records the config the resumed run uses, with one entry per res
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from rl_agents.agents import AGENTS
 from rl_agents.config.schema import RESUME_HISTORY_KEY
+from rl_agents.core.agent import Agent
+
+AgentClasses = Mapping[str, type[Agent]]  # the run's agents by name
 
 # Settings a resumed run may change, and how the change takes effect.
 RESUMABLE: dict[str, str] = {
@@ -41,18 +43,18 @@ class ResumeRefused(ValueError):
     """A resumed run's config differs from its checkpoint's in a setting that cannot change."""
 
 
-def is_resumable(key: str) -> bool:
+def is_resumable(key: str, agents: AgentClasses) -> bool:
     section, _, name = key.partition(".")
     if key in RESUMABLE:
         return True
-    if section not in AGENTS or "." in name:
+    if section not in agents or "." in name:
         return False
-    return name == "lr" or name.endswith("_lr") or name in AGENTS[section].resumable_settings
+    return name == "lr" or name.endswith("_lr") or name in agents[section].resumable_settings
 
 
-def changes_learning_rates(changes: dict[str, tuple[Any, Any]]) -> bool:
+def changes_learning_rates(changes: dict[str, tuple[Any, Any]], agents: AgentClasses) -> bool:
     """Whether any change is an agent's learning rate."""
-    return any(key.split(".", 1)[0] in AGENTS and key.endswith("lr") for key in changes)
+    return any(key.split(".", 1)[0] in agents and key.endswith("lr") for key in changes)
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -77,11 +79,11 @@ def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tupl
     }
 
 
-def check_changes(changes: dict[str, tuple[Any, Any]], checkpoint_name: str) -> None:
+def check_changes(changes: dict[str, tuple[Any, Any]], checkpoint_name: str, agents: AgentClasses) -> None:
     """Refuse the first change a resumed run cannot make, naming it and its two values."""
     for key, (old, new) in changes.items():
-        if not is_resumable(key):
-            allowed = ", ".join([*RESUMABLE, *_declared(), AGENT_RULE])
+        if not is_resumable(key, agents):
+            allowed = ", ".join([*RESUMABLE, *_declared(agents), AGENT_RULE])
             raise ResumeRefused(
                 f"--resume cannot change {key} ({checkpoint_name} was saved with {old!r}, the config now says "
                 f"{new!r}): it would not continue the same run; a resumed run may change only {allowed} "
@@ -89,8 +91,8 @@ def check_changes(changes: dict[str, tuple[Any, Any]], checkpoint_name: str) -> 
             )
 
 
-def _declared() -> list[str]:
-    return [f"{name}.{option}" for name, cls in AGENTS.items() for option in sorted(cls.resumable_settings)]
+def _declared(agents: AgentClasses) -> list[str]:
+    return [f"{name}.{option}" for name, cls in agents.items() for option in sorted(cls.resumable_settings)]
 
 
 def apply_learning_rates(learner: Any, configured: list[float]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rl_agents.agents import AGENTS
 from rl_agents.config import (
+    ConfigError,
     RunConfig,
     apply_overrides,
     config_from_dict,
@@ -41,6 +42,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device"), ("checkpoints", "checkpoints")):
         if getattr(args, flag, None) is not None:
             raw[key] = getattr(args, flag)
+    for pair in getattr(args, "env_kwargs", None) or []:  # --env-kwarg KEY=VALUE: as --set env_kwargs.KEY=VALUE
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ConfigError(f"--env-kwarg {pair!r}: expected KEY=VALUE, e.g. max_episode_steps=200")
+        raw = apply_overrides(raw, [f"env_kwargs.{pair}"])
     if getattr(args, "num_envs", None) is not None:
         raw = apply_overrides(raw, [f"trainer.num_envs={args.num_envs}"])
     if getattr(args, "workers", None) is not None:

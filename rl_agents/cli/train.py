@@ -40,6 +40,7 @@ from rl_agents.cli.resume import (
 from rl_agents.cli.run_config import default_run_dir, resolve_config, with_ray_address
 from rl_agents.cli.run_lock import RunLock
 from rl_agents.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, is_out_of_memory, load_yaml
+from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import RESUME_HISTORY_KEY
 from rl_agents.core.state import StateError
 from rl_agents.envs import EnvError
@@ -50,7 +51,7 @@ from rl_agents.training.interrupts import StopSignals
 
 MAX_THREADS = 1024
 # Flags that would make a resumed run another run (its config.yaml says what they were).
-FIXED_ON_RESUME = ("config", "env", "agents", "seed", "num_envs", "workers", "out")
+FIXED_ON_RESUME = ("config", "env", "env_kwargs", "agents", "seed", "num_envs", "workers", "out")
 
 
 class Resume:
@@ -74,6 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _train_resumed(args, run_dir)
     if args.skip_damaged:
         raise CommandError("--skip-damaged applies to --resume only")
+    if args.trust_code:
+        raise CommandError("--trust-code applies to --resume only (what you name on the command line is trusted)")
     config = resolve_config(args)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
     if run_dir.exists() and not run_dir.is_dir():
@@ -92,9 +95,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _refuse_fixed_flags(args: argparse.Namespace, run_dir: Path) -> None:
-    fixed = [flag for flag in FIXED_ON_RESUME if getattr(args, flag, None) is not None]
+    fixed = [flag for flag in FIXED_ON_RESUME if getattr(args, flag, None) not in (None, [])]
     if fixed:
-        flag = "the config file argument" if fixed[0] == "config" else "--" + fixed[0].replace("_", "-")
+        named = {"config": "the config file argument", "env_kwargs": "--env-kwarg"}
+        flag = named.get(fixed[0], "--" + fixed[0].replace("_", "-"))
         raise CommandError(
             f"--resume continues {run_dir} as its config.yaml says; drop {flag} "
             "(--steps, --device, --checkpoints, --ray-address and --set of a setting a resume may change can differ)"
@@ -123,12 +127,13 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     config_path = run_dir / "config.yaml"
     raw = load_yaml(config_path)
     history = list(raw.get(RESUME_HISTORY_KEY) or [])
-    as_written = config_to_dict(config_from_dict(raw, source=str(config_path)))
+    imports = AgentImports.of(trust=args.trust_code)  # config.yaml is a file, not the user's command
+    as_written = config_to_dict(config_from_dict(raw, source=str(config_path), imports=imports))
     overrides = [
         f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None
     ]
     raw = with_ray_address(apply_overrides(raw, overrides + args.overrides), args)
-    config = config_from_dict(raw, source=str(config_path))
+    config = config_from_dict(raw, source=str(config_path), imports=imports)
     recover_checkpoints_dir(run_dir / "checkpoints")  # what a process killed mid-save left behind
     resume = _read_resume_point(run_dir, config, as_written, args.skip_damaged)
     if resume is None:  # stopped before its first checkpoint: start it again
@@ -144,7 +149,7 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
         raise CheckpointError(f"{resume.checkpoint / STATE_FILE}: {error}") from None
     for note in notes:
         say(f"warning: {resume.checkpoint}: {note}")
-    if changes_learning_rates(resume.changes):
+    if changes_learning_rates(resume.changes, config.resolved):
         apply_learning_rates(trainer.learner, configured_lrs)
     history.append(resume_record(trainer.global_step, resume.checkpoint.name, resume.changes, resume.skipped))
     write_text_atomically(config_path, _config_yaml(config, history))
@@ -180,7 +185,7 @@ def _read_resume_point(
     saved = run.get("config") if isinstance(run, dict) else None
     changes = config_changes(saved if isinstance(saved, dict) else as_written, config_to_dict(config))
     try:
-        check_changes(changes, checkpoint.name)
+        check_changes(changes, checkpoint.name, config.resolved)
     except ResumeRefused as error:
         raise CommandError(str(error)) from None
     return Resume(checkpoint, tree, changes, skipped)

@@ -15,11 +15,7 @@ Unknown keys and wrong types are refused with a message naming the key (and a di
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 import math
-import reprlib
-import types
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,13 +29,12 @@ import torch
 import yaml
 
 from rl_agents.agents import AGENTS
+from rl_agents.config.agent_specs import AgentEntry, agent_entries, agent_options, build_agent, section_of
+from rl_agents.config.registry import TRUSTED, AgentImports, is_import_path
+from rl_agents.config.values import ConfigError, check_type, did_you_mean, json_problem, show
 from rl_agents.core.agent import Agent, CompositionError
 from rl_agents.core.schedules import SCHEDULE_KINDS, schedule_fields, setting_problem
 from rl_agents.envs import VECTORIZATIONS, EnvCreationError, make_envs
-
-
-class ConfigError(ValueError):
-    """A config key, value or file that cannot be used; the message says which and where."""
 
 
 @dataclass
@@ -107,60 +102,109 @@ class RunConfig:
     checkpoints: int = 10  # periodic checkpoints over the run (the command line's --checkpoints)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of gymnasium.make
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How each agent's class is named where that is not the agent's name (``class:`` in its section,
+    # or an import path in ``agents``); filled by config_from_dict, like the classes it resolved.
+    agent_classes: dict[str, str] = field(default_factory=dict)
+    resolved: dict[str, type[Agent]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def agent_names(self) -> list[str]:
-        return parse_agent_names(self.agents)
+        return [entry.name for entry in self.agent_entries()]
+
+    def agent_entries(self) -> list[AgentEntry]:
+        """Each agent's name, class reference and class (the classes config_from_dict resolved; a
+        config built by hand has its classes resolved here, as the user's names: trusted)."""
+        entries = []
+        for item in (item.strip() for item in self.agents.split("+") if item.strip()):
+            if item in self.resolved:
+                entries.append(AgentEntry(item, self.agent_classes.get(item, item), self.resolved[item]))
+            else:
+                raw = {"agents": item} | {name: {"class": ref} for name, ref in self.agent_classes.items()}
+                entries.extend(agent_entries(raw, "config", RESERVED_KEYS))
+        return entries
 
 
-TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name != "agent_options"]
+_NOT_KEYS = ("agent_options", "agent_classes", "resolved")  # fields that are not top-level keys of a config
+TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _NOT_KEYS]
 # A run's config.yaml lists its resumes under this key: a record, not a setting (building ignores it).
 RESUME_HISTORY_KEY = "resumes"
 SECTIONS = {"trainer": TrainerConfig, "distributed": DistributedConfig}  # top-level keys holding a mapping
+RESERVED_KEYS = [*TOP_LEVEL_KEYS, RESUME_HISTORY_KEY]  # no agent may be named so: its section would be one of these
 
 
-def parse_agent_names(spec: str) -> list[str]:
-    if not isinstance(spec, str):
-        raise ConfigError(f"agents: expected names joined by '+', e.g. 'ppo+rnd', got {_show(spec)}")
-    names = [name.strip() for name in spec.split("+") if name.strip()]
-    if not names:
-        raise ConfigError("agents: expected names joined by '+', e.g. 'ppo+rnd'")
-    for name in names:
-        if name not in AGENTS:
-            raise ConfigError(
-                f"agents: unknown agent {name!r}{_did_you_mean(name, AGENTS)} (known: {', '.join(AGENTS)})"
-            )
-    return names
+def _env_kwargs(values: Any, where: str) -> dict[str, Any]:
+    """Keyword arguments for the env's constructor: a mapping of names to JSON values (a run config
+    is stored in checkpoints as JSON)."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keyword arguments to values, got {show(values)}")
+    for key, value in values.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{where}: {show(key)} is not a keyword argument name")
+        problem = json_problem(value)
+        if problem:
+            raise ConfigError(f"{where}.{key}: {problem}")
+    return dict(values)
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+def _check_env_import(env: Any, source: str, imports: AgentImports) -> None:
+    """An env id ``module:EnvId`` imports ``module``: only from a config the user gave or trusts."""
+    if isinstance(env, str) and is_import_path(env) and not imports.trust:
+        module = env.partition(":")[0]
+        raise ConfigError(
+            f"{source}: environment {env!r} imports and runs module {module!r}: pass --trust-code "
+            "(trust_code=True in Python) if you trust this file"
+        )
+
+
+def parse_agent_names(spec: str, imports: AgentImports = TRUSTED) -> list[str]:
+    """The agent names of an ``agents`` value (``ppo+rnd``; an import path stands for its class's name)."""
+    return [entry.name for entry in agent_entries({"agents": spec}, "config", RESERVED_KEYS, imports)]
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config", imports: AgentImports = TRUSTED) -> RunConfig:
+    """The RunConfig of a config's keys, every key and value checked. ``imports``: which agent classes
+    and environment modules it may import (everything, by default: the config is the user's; a
+    config read from a checkpoint or a run directory is refused them unless trusted)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
-    agent_names = parse_agent_names(raw.get("agents", RunConfig.agents))
+    entries = agent_entries(raw, source, RESERVED_KEYS, imports)
+    agent_names = [entry.name for entry in entries]
     allowed = TOP_LEVEL_KEYS + agent_names + [RESUME_HISTORY_KEY]
     if not isinstance(raw.get(RESUME_HISTORY_KEY, []), list):
         raise ConfigError(f"{source}: {RESUME_HISTORY_KEY} must be a list (the run's resume history)")
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{source}: unknown key {_show(key)}{_did_you_mean(key, allowed + list(AGENTS))}")
+            raise ConfigError(f"{source}: unknown key {show(key)}{did_you_mean(key, allowed + list(AGENTS))}")
+    _check_env_import(raw.get("env"), source, imports)
     hints = typing.get_type_hints(RunConfig)
     top = {
-        key: _check_type(f"{source}: {key}", raw[key], hints[key])
+        key: check_type(f"{source}: {key}", raw[key], hints[key])
         for key in TOP_LEVEL_KEYS
-        if key in raw and key not in SECTIONS
+        if key in raw and key not in SECTIONS and key not in ("agents", "env_kwargs")
     }
     sections = {
         "trainer": _trainer_from_dict(raw.get("trainer") or {}, f"{source}: trainer"),
         "distributed": _dataclass_from_dict(DistributedConfig, raw.get("distributed") or {}, f"{source}: distributed"),
     }
-    options = {name: _agent_options(name, raw.get(name) or {}, source) for name in agent_names}
-    config = RunConfig(**top, **sections, agent_options=options)
+    options = {entry.name: agent_options(entry, raw.get(entry.name) or {}, source) for entry in entries}
+    config = RunConfig(
+        **top,
+        **sections,
+        agents="+".join(agent_names),
+        env_kwargs=_env_kwargs(raw.get("env_kwargs"), f"{source}: env_kwargs"),
+        agent_options=options,
+        agent_classes={entry.name: entry.reference for entry in entries if entry.reference != entry.name},
+        resolved={entry.name: entry.cls for entry in entries},
+    )
     if config.steps < 1:
-        raise ConfigError(f"{source}: steps must be >= 1, got {_show(config.steps)}")
+        raise ConfigError(f"{source}: steps must be >= 1, got {show(config.steps)}")
     if config.trainer.max_env_restarts < 0:
         raise ConfigError(
-            f"{source}: trainer.max_env_restarts must be >= 0, got {_show(config.trainer.max_env_restarts)}"
+            f"{source}: trainer.max_env_restarts must be >= 0, got {show(config.trainer.max_env_restarts)}"
         )
     _check_ranges(config, source)
     return config
@@ -174,8 +218,10 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     out["trainer"].update({name: getattr(trainer, name) for name in _TRAINER_OWN[3:]})
     if config.distributed != DistributedConfig():  # single-process runs' config files stay as they were
         out["distributed"] = dataclasses.asdict(config.distributed)
-    for name in config.agent_names:
-        out[name] = dict(config.agent_options.get(name, {}))
+    if not config.env_kwargs:  # configs without env kwargs stay as they were
+        del out["env_kwargs"]
+    for entry in config.agent_entries():
+        out[entry.name] = section_of(entry, config.agent_options.get(entry.name, {}))
     return out
 
 
@@ -284,20 +330,20 @@ def translated_build_errors(on_error: Callable[[], None] | None = None) -> Itera
 
 def build_agents(config: RunConfig) -> list[Agent]:
     agents = []
-    for name in config.agent_names:
+    for entry in config.agent_entries():
         try:
-            agents.append(AGENTS[name](**config.agent_options.get(name, {})))
+            agents.append(build_agent(entry, config.agent_options.get(entry.name, {})))
         except ValueError as error:  # the agent refused an option's value
             if isinstance(error, USER_VALUE_ERRORS):
                 raise
-            raise ConfigError(f"{name}: {error}") from error
+            raise ConfigError(f"{entry.name}: {error}") from error
     return agents
 
 
 def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
     """The vector env a config describes (each worker's, when distributed)."""
     try:
-        return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization)
+        return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization, **config.env_kwargs)
     except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
         raise EnvCreationError(f"environment {config.env!r}: {error}") from error
 
@@ -310,21 +356,6 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(message in str(error) for message in messages)
 
 
-def _agent_options(name: str, options: Any, source: str) -> dict[str, Any]:
-    where = f"{source}: {name}"
-    if not isinstance(options, dict):
-        raise ConfigError(f"{where}: expected a mapping of option names to values")
-    init = AGENTS[name].__init__
-    parameters = {p.name: p for p in inspect.signature(init).parameters.values() if p.kind == p.KEYWORD_ONLY}
-    hints = typing.get_type_hints(init)
-    checked = {}
-    for key, value in options.items():
-        if key not in parameters:
-            raise ConfigError(f"{where}: unknown option {_show(key)}{_did_you_mean(key, parameters)}")
-        checked[key] = _check_type(f"{where}.{key}", value, hints.get(key, Any))
-    return checked
-
-
 def _trainer_from_dict(values: Any, where: str) -> TrainerConfig:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
@@ -332,8 +363,8 @@ def _trainer_from_dict(values: Any, where: str) -> TrainerConfig:
     own, schedule = {}, {}
     for key, value in values.items():
         if key not in hints:
-            raise ConfigError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, list(hints))}")
-        checked = _check_type(f"{where}.{key}", value, hints[key])
+            raise ConfigError(f"{where}: unknown key {show(key)}{did_you_mean(key, list(hints))}")
+        checked = check_type(f"{where}.{key}", value, hints[key])
         if key in _TRAINER_OWN:
             own[key] = checked
         elif checked is not None:  # null: take the acting agent's suggestion, as if not set
@@ -349,71 +380,9 @@ def _dataclass_from_dict(cls: type, values: Any, where: str) -> Any:
     checked = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, names)}")
-        checked[key] = _check_type(f"{where}.{key}", value, hints[key])
+            raise ConfigError(f"{where}: unknown key {show(key)}{did_you_mean(key, names)}")
+        checked[key] = check_type(f"{where}.{key}", value, hints[key])
     return cls(**checked)
-
-
-def _check_type(where: str, value: Any, expected: Any) -> Any:
-    """Return ``value`` (lists become tuples where a tuple is expected) or raise ConfigError."""
-    if expected is Any:
-        return value
-    if expected in (int, float) and isinstance(value, str):
-        value = _number_from_text(value)  # YAML reads 1e6 (no dot) as a string
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(expected):
-            try:
-                return _check_type(where, value, option)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {_show(value)}")
-    if expected is type(None):
-        if value is None:
-            return None
-    elif expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, int) and not -(2**1023) < value < 2**1023:
-                raise ConfigError(f"{where}: {_show(value)} is too large for a float")
-            if math.isnan(value):
-                raise ConfigError(f"{where}: expected a number, got nan")
-            return float(value)
-    elif expected is int:
-        if isinstance(value, float) and value.is_integer():  # 1e6 in YAML is a float
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not -(2**63) <= value < 2**63:  # counts and seeds end up in int64 tensors and arrays
-                raise ConfigError(f"{where}: {_show(value)} does not fit in 64 bits")
-            return value
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)):
-            (item_type, *_) = typing.get_args(expected) or (Any,)
-            return tuple(_check_type(where, item, item_type) for item in value)
-    elif isinstance(expected, type) and isinstance(value, expected):
-        return value
-    raise ConfigError(f"{where}: expected {_type_name(expected)}, got {_show(value)}")
-
-
-def _number_from_text(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _type_name(expected: Any) -> str:
-    if typing.get_origin(expected) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(option) for option in typing.get_args(expected))
-    if expected is type(None):
-        return "null"
-    return getattr(expected, "__name__", str(expected))
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 MAX_NUM_ENVS = 4096  # more is a typo, not a plan: each env is an object here (a process when async)
@@ -428,7 +397,7 @@ def _check_ranges(config: RunConfig, source: str) -> None:
     """Values of the right type that can never work, refused before anything is built."""
 
     def refuse(key: str, rule: str, value: Any) -> None:
-        raise ConfigError(f"{source}: {key} must be {rule}, got {_show(value)}")
+        raise ConfigError(f"{source}: {key} must be {rule}, got {show(value)}")
 
     if not 1 <= config.checkpoints <= 100_000:
         refuse("checkpoints", "between 1 and 100000", config.checkpoints)
@@ -449,7 +418,7 @@ def _check_ranges(config: RunConfig, source: str) -> None:
     for name, value in trainer.schedule.items():
         problem = None if value is None else setting_problem(name, value)  # None: the agent's suggestion
         if problem is not None:
-            raise ConfigError(f"{source}: trainer.{name} {problem}, got {_show(value)}")
+            raise ConfigError(f"{source}: trainer.{name} {problem}, got {show(value)}")
     if trainer.num_envs > MAX_NUM_ENVS:
         refuse("trainer.num_envs", f"at most {MAX_NUM_ENVS}", trainer.num_envs)
     if trainer.vectorization not in VECTORIZATIONS:
@@ -480,17 +449,3 @@ def _check_distributed(config: RunConfig, refuse: Any) -> None:
             "trainer.max_env_restarts does not apply with distributed.workers > 0: a failed env fails its worker, "
             "which distributed.max_worker_restarts restarts"
         )
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
-
-
-def _show(value: Any) -> str:
-    """A short repr for messages (long strings and containers are cut; huge ints have no repr)."""
-    try:
-        return _REPR.repr(value)
-    except ValueError:  # an int beyond Python's int-to-text conversion limit
-        if isinstance(value, int):
-            return f"an integer of {round(value.bit_length() * math.log10(2))} digits"
-        return f"a {type(value).__name__} holding an integer too large to show"

@@ -21,6 +21,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from rl_agents.core.agent_state import install_state_attributes
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 
 Batch = dict[str, torch.Tensor]
@@ -150,7 +151,11 @@ class Agent(nn.Module):
             (``lr``, ``*_lr``) always may; every other option of a resumed run is refused.
         state_attributes: plain (non-tensor-module) attributes that are part of the agent's training
             state, e.g. a visit-count table: saved in checkpoints (JSON values and tensors), restored
-            on load and rolled back with a failed update.
+            on load and rolled back with a failed update. Values: None, bool, int, float, str, lists,
+            tuples (restored as lists), dicts with string keys and tensors, nested; anything else (a
+            set, a defaultdict, a tuple key, an object) makes saving refuse, naming it. They are saved
+            through ``get_extra_state``, installed for the class: a class that declares them must not
+            write its own (TypeError).
         transient_attributes: attributes that may change during training but need not be saved
             (caches, values recomputed from the step count). Any other plain attribute that changes
             after :meth:`bind` makes saving refuse, naming it: state is never dropped silently.
@@ -169,6 +174,7 @@ class Agent(nn.Module):
         super().__init_subclass__(**kwargs)
         if cls.default_name == Agent.default_name:
             cls.default_name = snake_case(cls.__name__)
+        install_state_attributes(cls)  # checks the declarations; get/set_extra_state save state_attributes
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Agent:
         agent = super().__new__(cls)

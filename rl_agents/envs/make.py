@@ -9,6 +9,7 @@ environments after a failure (``Trainer(..., max_env_restarts=N)``).
 from __future__ import annotations
 
 import functools
+import importlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from rl_agents.envs.errors import EnvCreationError, IndexedEnv
 
 
 def _env_family(env_id: str) -> str:
+    env_id = env_id.split(":", 1)[-1]  # "module:EnvId": the family of EnvId
     if env_id.startswith(("MiniGrid-", "BabyAI-")):
         return "minigrid"
     if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
@@ -80,10 +82,57 @@ def env_factory_of(envs: gym.vector.VectorEnv) -> Callable[[], gym.vector.Vector
         return None
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line; gym.make's "... was raised from the environment creator for
+    <id> with kwargs (...)" re-raise gives the creator's own message (the caller names the env and kwargs)."""
+    cause = error.__cause__
+    if type(cause) is type(error) and str(cause) and str(error).startswith(f"{cause} was raised from"):
+        error = cause
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _env_name(env_id: str, env_kwargs: dict[str, Any]) -> str:
+    return f"environment {env_id!r}" + (f" with env_kwargs {env_kwargs}" if env_kwargs else "")
+
+
+def _gym_make(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    """``gym.make(env_id, **env_kwargs)``, its failure an EnvCreationError naming the env and the kwargs."""
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except Exception as error:
+        raise EnvCreationError(f"{_env_name(env_id, env_kwargs)}: {_one_line(error)}") from error
+
+
+def _import_env_module(env_id: str) -> None:
+    """Imports the module of a ``"module:EnvId"`` id, which registers EnvId (as ``gym.make`` does).
+
+    Importing runs the module's code: only ids the caller trusts should name a module."""
+    module, _, name = env_id.partition(":")
+    before = set(gym.registry)
+    try:
+        importlib.import_module(module)
+    except Exception as error:
+        raise EnvCreationError(
+            f"environment {env_id!r}: cannot import module {module!r} ({type(error).__name__}: {_one_line(error)})"
+        ) from error
+    if name not in gym.registry:
+
+        def registered_by_module(spec: gym.envs.registration.EnvSpec) -> bool:
+            entry = spec.entry_point
+            origin = entry.split(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "")
+            return origin == module or origin.startswith(f"{module}.")
+
+        ids = sorted(key for key, spec in gym.registry.items() if key not in before or registered_by_module(spec))
+        raise EnvCreationError(
+            f"environment {env_id!r}: module {module!r} was imported but registers no {name!r}; "
+            + (f"it registers: {', '.join(ids)}" if ids else "it registers no environment")
+        )
+
+
 def _make_one(
     env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any], index: int
 ) -> gym.Env:
-    env = gym.make(env_id, **env_kwargs)
+    env = _gym_make(env_id, env_kwargs)  # (a "module:EnvId" id: an async worker imports the module itself)
     for wrapper in wrappers:
         env = wrapper(env)
     return IndexedEnv(env, index)
@@ -91,11 +140,27 @@ def _make_one(
 
 def _make_batched(env_id: str, num_envs: int, family: str, env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
     """The env's own batched implementation (its ``vector_entry_point``, e.g. gymnasium's CartPole)."""
-    if gym.spec(env_id).vector_entry_point is None or family_wrappers(env_id):
+    if gym.registry[env_id.split(":", 1)[-1]].vector_entry_point is None or family_wrappers(env_id):
         raise EnvCreationError(
             f"{env_id} has no batched implementation (vector_entry_point): use vectorization 'sync' or 'async'"
         )
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    try:
+        return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    except Exception as error:
+        raise EnvCreationError(f"{_env_name(env_id, env_kwargs)}: {_one_line(error)}") from error
+
+
+def _make_async(env_id: str, env_fns: list[Callable[[], gym.Env]], env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+    """An AsyncVectorEnv. It makes the first env in this process (so its failure is raised here, an
+    EnvCreationError from :func:`_make_one`); a worker that fails to make its env dies, which the
+    AsyncVectorEnv sees as a closed pipe."""
+    try:
+        return gym.vector.AsyncVectorEnv(env_fns)
+    except (EOFError, ConnectionError) as error:
+        raise EnvCreationError(
+            f"{_env_name(env_id, env_kwargs)}: a worker process failed to create it "
+            f"({type(error).__name__}; its traceback is on stderr)"
+        ) from error
 
 
 def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwargs: object) -> gym.vector.VectorEnv:
@@ -106,19 +171,32 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
     has one (gymnasium's CartPole steps all copies in one numpy call, about ten times faster);
     ``"envpool"`` steps MuJoCo and Atari envs in EnvPool's C++ threads (optional dependency, see
     :mod:`rl_agents.envs.envpool`).
-    :func:`env_factory_of` gives a callable that builds a fresh copy of it."""
+    :func:`env_factory_of` gives a callable that builds a fresh copy of it.
+
+    ``env_id`` may name a module to import first, Gymnasium's ``"module:EnvId"`` (the module registers
+    ``EnvId`` on import; async workers import it themselves). Importing a module runs its code: make_envs
+    imports only the module its caller names, and whether that name is trusted is the caller's decision.
+    ``env_kwargs`` go to every env's constructor; a failing constructor raises an EnvCreationError naming
+    the env and the kwargs."""
+    if vectorization not in VECTORIZATIONS:
+        raise EnvCreationError(
+            f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}"
+        )
     family = _env_family(env_id)
     _register_family(family)
-    if env_id not in gym.registry:
+    if ":" in env_id:
+        if vectorization == "envpool":
+            raise EnvCreationError(
+                f"environment {env_id!r}: vectorization 'envpool' makes EnvPool's own environments only, "
+                "not a module's: use vectorization 'sync', 'async' or 'vector'"
+            )
+        _import_env_module(env_id)
+    elif env_id not in gym.registry:
         close = [known for known in gym.registry if known.lower().startswith(env_id.split("-")[0].lower())][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise EnvCreationError(f"unknown environment {env_id!r}{hint}")
     if family == "atari":
         env_kwargs.setdefault("frameskip", 1)
-    if vectorization not in VECTORIZATIONS:
-        raise EnvCreationError(
-            f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}"
-        )
     if vectorization in ("vector", "envpool"):
         if vectorization == "vector":
             envs = _make_batched(env_id, num_envs, family, env_kwargs)
@@ -131,6 +209,9 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
     # As gym.make_vec(env_id, num_envs, vectorization_mode=..., wrappers=...), but each env knows its index.
     wrappers = family_wrappers(env_id)
     env_fns = [functools.partial(_make_one, env_id, wrappers, dict(env_kwargs), index) for index in range(num_envs)]
-    envs = (gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv)(env_fns)
+    if vectorization == "sync":
+        envs = gym.vector.SyncVectorEnv(env_fns)
+    else:
+        envs = _make_async(env_id, env_fns, dict(env_kwargs))
     _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **env_kwargs)
     return envs

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
 import torch
 
 from rl_agents.checkpointing import read_checkpoint_config, resolve_checkpoint
+from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import RunConfig
+from rl_agents.core.agent import Agent
 from rl_agents.training.distributed import DistributedTrainer
 from rl_agents.training.recipes import run_config_of
 from rl_agents.training.trainer import Trainer
@@ -27,14 +30,23 @@ def make_trainer(config: RunConfig, loggers: list | tuple = (), *, envs: gym.vec
 
 
 def load_trainer(
-    path: Any, envs: gym.vector.VectorEnv | None = None, *, device: str | torch.device | None = None, loggers: Any = ()
+    path: Any,
+    envs: gym.vector.VectorEnv | None = None,
+    *,
+    device: str | torch.device | None = None,
+    loggers: Any = (),
+    trust_code: bool = False,
+    agent_classes: Iterable[type[Agent]] = (),
 ) -> Trainer:
-    """Rebuild a trainer (distributed when its run was) from a checkpoint and restore its state."""
+    """Rebuild a trainer (distributed when its run was) from a checkpoint and restore its state (see
+    :meth:`Trainer.load` for ``trust_code`` and ``agent_classes``)."""
     directory = resolve_checkpoint(path)
     raw = read_checkpoint_config(directory)
+    options = dict(device=device, loggers=loggers, trust_code=trust_code, agent_classes=agent_classes)
     if raw is None:
-        return Trainer.load(directory, envs, device=device, loggers=loggers)  # refused there, with the reason
-    return trainer_class(run_config_of(raw, directory), envs).load(directory, envs, device=device, loggers=loggers)
+        return Trainer.load(directory, envs, **options)
+    imports = AgentImports.of(trust=trust_code, classes=agent_classes)
+    return trainer_class(run_config_of(raw, directory, imports), envs).load(directory, envs, **options)
 
 
 __all__ = ["load_trainer", "make_trainer", "trainer_class"]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from rl_agents.core.agent import EXTRINSIC, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, Agent, Batch
+from rl_agents.core.agent import EXTRINSIC, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, Agent, Batch, ContractError
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.envs.failures import close_quietly, env_failure
@@ -130,7 +130,8 @@ class Collector:
         self.seed = seed
         self.rollout_steps = rollout_steps
         self.random_steps = random_steps
-        self.stored_act_outputs = collected_keys & acting.data_spec().act_outputs
+        self.declared_act_outputs = acting.data_spec().act_outputs
+        self.stored_act_outputs = collected_keys & self.declared_act_outputs
         self.total_steps: int | None = None  # for the acting agent's set_progress
         self.global_step = 0
         self.step_in_rollout = 0
@@ -189,9 +190,18 @@ class Collector:
         self.acting.set_progress(self.global_step, self.total_steps)
         with torch.inference_mode():
             if self.global_step < self.random_steps:
+                method = "random_act"
                 outputs = {key: value.to(self.device) for key, value in self.acting.random_act(self.num_envs).items()}
             else:
+                method = "act"
                 outputs = self.acting.act(obs_tensor)
+            # A declared output that is missing would be silently not stored (or a KeyError later, elsewhere).
+            missing = self.declared_act_outputs - outputs.keys()
+            if missing:
+                raise ContractError(
+                    f"agent {self.acting.name!r} declared act output {min(missing)!r}, but its {method} did not "
+                    f"return it (it returned: {', '.join(sorted(outputs))})"
+                )
             env_action = self.acting.env_action(outputs)
         self.storage.write_device(step, {k: v for k, v in outputs.items() if k in self.stored_act_outputs})
         self.acted = True

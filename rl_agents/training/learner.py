@@ -27,8 +27,10 @@ from rl_agents.core.agent import (
     Agent,
     Batch,
     CompositionError,
+    ContractError,
     EnvContext,
 )
+from rl_agents.core.agent_state import check_agent_state, check_saved_attributes, record_baseline
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
 from rl_agents.core.schedules import (
     OnPolicySchedule,
@@ -39,8 +41,14 @@ from rl_agents.core.schedules import (
     schedule_fields,
 )
 from rl_agents.core.state import Apply, StateError, count, entry, numbers, prepare_module_load
+from rl_agents.training.contract_checks import ProvidedKeysCheck
 from rl_agents.training.errors import NonFiniteError
-from rl_agents.training.optimization import SummedLossStep, build_optimizer, subnormals_flushed
+from rl_agents.training.optimization import (
+    SummedLossStep,
+    build_optimizer,
+    default_learning_rate,
+    subnormals_flushed,
+)
 from rl_agents.training.optimizer_state import optimizer_state_dict, prepare_optimizer_load
 from rl_agents.training.replay import ReplayBuffer
 from rl_agents.training.rollback import UpdateSnapshot
@@ -123,7 +131,11 @@ class Learner:
         self.off_policy = isinstance(self.schedule, ReplaySchedule)
         extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
         self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
-        self.optimizer = build_optimizer(self.agents)
+        specs = self.composition.specs
+        self._check_provided = ProvidedKeysCheck(
+            {name: spec.provides for name, spec in specs.items()}, frozenset(s.key for s in self.streams), device
+        )
+        self.optimizer = build_optimizer(self.agents, default_learning_rate(self.acting))
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.replay = self._build_replay()
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
@@ -153,6 +165,7 @@ class Learner:
                 torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(agent.name.encode()))
                 agent.bind(ctx)
             agent.to(self.device)
+            record_baseline(agent)  # what saving compares the agent's plain attributes with
 
     def _resolve_schedule(self, overrides: dict[str, Any]) -> Schedule:
         schedule = self.acting.suggested_schedule() or OnPolicySchedule()
@@ -208,15 +221,18 @@ class Learner:
 
         All or nothing: when a NonFiniteError (a NaN or inf loss or gradient) stops the update, at any
         minibatch, everything it changed (agents, optimizer, generator, replay buffer, counters) is put
-        back as it was before the error is raised, so the learner stays at an update boundary."""
+        back as it was before the error is raised, so the learner stays at an update boundary. The same
+        holds when an agent's ``preprocess`` breaks its declared ``provides`` (see
+        :mod:`rl_agents.training.contract_checks`): a ContractError, or NonFiniteProvidedError for a NaN/inf."""
         self._snapshot.take(batch[VALID].shape[0] if self.replay is not None else 0)
         counters = self.num_updates, self.total_gradient_steps, self.step.skipped
         try:  # (inline, not a helper: warnings' stack levels count the frames down to the optimizer step)
             metrics: dict[str, float] = {}
+            where = f"update {self.num_updates + 1}, step {global_step}"
             for agent in self.composition.order:
                 for key, value in agent.preprocess(batch).items():
                     metrics[f"{agent.name}/{key}"] = float(value)
-            where = f"update {self.num_updates + 1}, step {global_step}"
+                self._check_provided(agent, batch, where)  # the agent that broke its contract, not a later reader
             if self.replay is None:
                 self._set_learning_rate(total_steps)
                 with subnormals_flushed():
@@ -225,7 +241,7 @@ class Learner:
                 self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
                 with subnormals_flushed():
                     metrics.update(self._optimize_replay(global_step, where))
-        except NonFiniteError:
+        except (NonFiniteError, ContractError):  # a broken agent contract leaves the learner as it was too
             self._snapshot.restore()
             self.num_updates, self.total_gradient_steps, self.step.skipped = counters
             raise
@@ -386,6 +402,9 @@ class Learner:
 
 
 def agents_state_dict(agents: list[Agent]) -> dict[str, Any]:
+    """Every agent's state_dict, after checking that it holds all of the agent's state (UnsavedStateError)."""
+    for agent in agents:
+        check_agent_state(agent)
     return {agent.name: agent.state_dict() for agent in agents}
 
 
@@ -404,6 +423,8 @@ def prepare_agents_load(agents: list[Agent], state: Any, where: str = "agents") 
         prepare_module_load(agent, state[agent.name], f"agent {agent.name!r}", f"{where}/{agent.name}")
         for agent in agents
     ]
+    for agent in agents:
+        check_saved_attributes(agent, state[agent.name], f"agent {agent.name!r}")
 
     def apply() -> None:
         for load in appliers:

@@ -37,14 +37,27 @@ def subnormals_flushed() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def build_optimizer(agents: Sequence[Agent]) -> torch.optim.Optimizer:
-    """One Adam over every agent's parameter groups (named ``<agent>`` or ``<agent>/<group>``)."""
+def default_learning_rate(acting: Agent) -> float | None:
+    """The learning rate of a group that gives none (an agent built with ``lr=None``): the acting
+    agent's (its first group's), as when one optimizer trains the whole composition."""
+    groups = acting.param_groups()
+    return groups[0].get("lr") if groups else None
+
+
+def build_optimizer(agents: Sequence[Agent], default_lr: float | None = None) -> torch.optim.Optimizer:
+    """One Adam over every agent's parameter groups (named ``<agent>`` or ``<agent>/<group>``); a
+    group without a learning rate gets ``default_lr`` (see :func:`default_learning_rate`)."""
     groups = []
     for agent in sorted(agents, key=lambda a: a.name):
         agent_groups = agent.param_groups()
         for index, group in enumerate(agent_groups):
             if group.get("lr") is None:
-                raise CompositionError(f"agent {agent.name!r} has trainable parameters but no learning rate")
+                if default_lr is None:
+                    raise CompositionError(
+                        f"agent {agent.name!r} has trainable parameters but no learning rate, and the acting agent "
+                        "has none to share: give it lr=..."
+                    )
+                group = {**group, "lr": default_lr}
             name = agent.name if len(agent_groups) == 1 else f"{agent.name}/{group.get('name', index)}"
             groups.append({**group, "name": name})
     if not groups:

@@ -13,6 +13,7 @@ import gymnasium as gym
 import torch
 
 from rl_agents.checkpointing import STATE_FILE, CheckpointError, read_checkpoint
+from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import (
     ConfigError,
     RunConfig,
@@ -22,6 +23,7 @@ from rl_agents.config.schema import (
     make_config_envs,
     translated_build_errors,
 )
+from rl_agents.training.run_records import rebuild_agents, rebuild_envs
 
 
 class BuiltTrainer(Protocol):
@@ -68,30 +70,74 @@ def build_from_config(
     return trainer
 
 
+# Trainer settings a checkpoint records (run.settings) besides the seed, the step budget and the schedule.
+RECORDED_SETTINGS = ("log_interval", "skip_non_finite_updates", "max_env_restarts")
+
+
 def load_with_class(
-    cls: Any, path: Any, envs: gym.vector.VectorEnv | None, *, device: str | torch.device | None, loggers: Any
+    cls: Any,
+    path: Any,
+    envs: gym.vector.VectorEnv | None,
+    *,
+    device: str | torch.device | None,
+    loggers: Any,
+    imports: AgentImports,
 ) -> Any:
-    """``cls.from_config`` of a checkpoint's stored run config, with the checkpoint's state restored."""
+    """``cls`` rebuilt from a checkpoint, with the checkpoint's state restored: from its stored run
+    config when it has one, else from its records of the agents and settings (a run built in Python)."""
     directory, tree = read_checkpoint(path)
     run = tree.get("run")
-    raw = run.get("config") if isinstance(run, dict) else None
+    if not isinstance(run, dict):
+        raise CheckpointError(f"{directory / STATE_FILE}: has no run entry")
+    raw = run.get("config")
     if raw is None:
-        raise CheckpointError(
-            f"{directory / STATE_FILE}: has no run config, so the agents cannot be rebuilt; "
-            "construct the Trainer with the same agents and call trainer.load_state(path)"
-        )
-    config = run_config_of(raw, directory)
-    if device is not None:
-        config = dataclasses.replace(config, device=str(device))
-    trainer = cls.from_config(config, envs=envs, loggers=loggers)
+        trainer = _rebuild_from_records(cls, run, directory, envs, device=device, loggers=loggers, imports=imports)
+    else:
+        config = run_config_of(raw, directory, imports)
+        if device is not None:
+            config = dataclasses.replace(config, device=str(device))
+        trainer = cls.from_config(config, envs=envs, loggers=loggers)
     trainer.load_state(directory)
     return trainer
 
 
-def run_config_of(raw: dict[str, Any], directory: Any) -> RunConfig:
-    """The RunConfig stored in a checkpoint (CheckpointError when it is invalid)."""
+def _rebuild_from_records(
+    cls: Any, run: dict[str, Any], directory: Any, envs: Any, *, device: Any, loggers: Any, imports: AgentImports
+) -> Any:
+    where = str(directory / STATE_FILE)
+    composition, schedule = run.get("composition"), run.get("schedule")
+    settings = run.get("settings") or {}
+    if not isinstance(composition, list) or not isinstance(schedule, dict) or not isinstance(settings, dict):
+        raise CheckpointError(f"{where}: run.composition, run.schedule or run.settings is not what a checkpoint holds")
     try:
-        return config_from_dict(raw, source=str(directory))
+        agents = rebuild_agents(composition, imports, where)
+        own_envs = envs is None
+        envs = rebuild_envs(run, imports, where) if own_envs else envs
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    options = {
+        "seed": run.get("seed", 0),
+        "total_steps": run.get("total_steps"),
+        "device": device if device is not None else settings.get("device", "cpu"),
+        "loggers": loggers,
+        **{
+            key: settings[key]
+            for key in ("log_interval", "skip_non_finite_updates", "max_env_restarts")
+            if key in settings
+        },
+        **schedule,
+    }
+    with translated_build_errors(on_error=envs.close if own_envs else None):
+        return cls(envs, agents, **options)
+
+
+def run_config_of(raw: dict[str, Any], directory: Any, imports: AgentImports) -> RunConfig:
+    """The RunConfig stored in a checkpoint (CheckpointError when it is invalid, or names an import
+    path that ``imports`` does not allow)."""
+    try:
+        return config_from_dict(raw, source=str(directory), imports=imports)
     except ConfigError as error:
         message = " ".join(str(error).split())
+        if "--trust-code" in message:
+            raise CheckpointError(f"{directory / STATE_FILE}: stored run config: {message}") from None
         raise CheckpointError(f"{directory / STATE_FILE}: stored run config is invalid ({message})") from None

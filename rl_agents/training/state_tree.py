@@ -23,6 +23,7 @@ from rl_agents.training.episodes import episode_counts
 from rl_agents.training.learner import Learner, agents_state_dict, prepare_agents_load
 from rl_agents.training.metrics import MetricsLog
 from rl_agents.training.optimizer_state import class_path
+from rl_agents.training.run_records import agent_record, env_record
 
 # Receives the loaded run's (seed, total_steps, config).
 SetRun = Callable[[int, "int | None", "dict[str, Any] | None"], None]
@@ -61,8 +62,16 @@ def state_tree(
         "num_envs": learner.num_envs,
         "autoreset_mode": autoreset_name(collector.autoreset_mode),
         "schedule": dataclasses.asdict(learner.schedule),
-        "composition": [{"name": agent.name, "class": class_path(agent)} for agent in learner.agents],
+        "composition": [agent_record(agent) for agent in learner.agents],
         "config": config,
+        # What rebuilds a run built in Python (one built from a run config is rebuilt from the config).
+        "settings": {
+            "device": str(learner.device),
+            "log_interval": metrics_log.log_interval,
+            "skip_non_finite_updates": learner.step.skip_non_finite,
+            "max_env_restarts": getattr(collector, "max_env_restarts", 0),
+        },
+        "env": None if getattr(collector, "envs", None) is None else env_record(collector.envs),
     }
     return {
         "run": run,

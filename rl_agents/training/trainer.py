@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from rl_agents.checkpointing import STATE_FILE, CheckpointError, read_checkpoint, save_checkpoint, step_dir_name
+from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import RunConfig, config_to_dict
-from rl_agents.core.agent import Agent, Batch
+from rl_agents.core.agent import Agent, Batch, ContractError
 from rl_agents.core.state import StateError
 from rl_agents.envs import EnvError
 from rl_agents.logging import Logger
@@ -244,7 +245,7 @@ class Trainer:
                 logs_before = self.metrics_log.num_logs
                 try:
                     self.learn(self.collector.collect())
-                except (EnvError, NonFiniteError, CollectionError) as error:  # at an update boundary
+                except (EnvError, NonFiniteError, CollectionError, ContractError) as error:  # at an update boundary
                     self._save_after_error(error, save_on_error)
                     raise
                 if self.metrics_log.num_logs != logs_before:
@@ -364,7 +365,16 @@ class Trainer:
         *,
         device: str | torch.device | None = None,
         loggers: Any = (),
+        trust_code: bool = False,
+        agent_classes: Iterable[type[Agent]] = (),
     ) -> Trainer:
-        """Rebuild a trainer from a checkpoint's run config and restore its state. ``envs`` default to
-        the config's environments; ``device`` overrides the config's."""
-        return load_with_class(cls, path, envs, device=device, loggers=loggers)
+        """Rebuild a trainer from a checkpoint and restore its state: from its run config when it was
+        built from one, else from what it recorded of its agents (class and constructor options), its
+        settings and its envs. ``envs`` default to the recorded environments; ``device`` overrides the
+        recorded one.
+
+        Shipped and registered (entry-point) agents are rebuilt as recorded. A class the checkpoint
+        names by import path is code from elsewhere: it is imported only with ``trust_code=True``, or
+        taken from ``agent_classes`` when one of them has that import path (no import)."""
+        imports = AgentImports.of(trust=trust_code, classes=agent_classes)
+        return load_with_class(cls, path, envs, device=device, loggers=loggers, imports=imports)
