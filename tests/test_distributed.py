@@ -23,11 +23,12 @@ import pytest
 import torch
 import yaml
 
-from rl_agents import PPO, RND
+from examples.count_bonus import CountBonus
+from rl_agents import PPO, RND, DataSpec
 from rl_agents.config import ConfigError, config_from_dict, load_preset
 from rl_agents.core.normalize import RunningMeanStd
 from rl_agents.envs import IndexedEnv, make_envs
-from rl_agents.training import make_trainer
+from rl_agents.training import load_trainer, make_trainer
 from rl_agents.training.distributed import DistributedTrainer, RayUnavailableError, WorkerFailureError
 from rl_agents.training.trainer import Trainer
 from rl_agents.training.workers import RolloutWorker, concatenate_columns, merge_worker_moments, moments_of
@@ -468,3 +469,84 @@ def test_the_command_line_trains_with_workers_on_a_running_ray_cluster(ray_sessi
         check=False,
     )
     assert refused.returncode == 2 and "drop --workers" in refused.stderr
+
+
+class UpdateCountingPPO(PPO):
+    """PPO with a state attribute the learner changes (``preprocess`` counts the updates) and acting
+    reads: every step stores the count it acted with, so preprocess records which counts the
+    workers acted with in each update (the learner's, broadcast before each round)."""
+
+    state_attributes = ("progress",)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.progress: dict[str, Any] = {"updates": 0, "acted_with": [], "marker": torch.zeros(2)}
+
+    def data_spec(self) -> DataSpec:
+        spec = super().data_spec()
+        return DataSpec(spec.needs | {"updates_seen"}, spec.provides, spec.act_outputs | {"updates_seen"})
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> dict[str, torch.Tensor]:
+        outputs = super().act(obs, deterministic)
+        updates = self.progress["updates"] + int(self.progress["marker"].sum())  # a tensor inside travels too
+        outputs["updates_seen"] = torch.full((obs.shape[0],), updates, dtype=torch.int64, device=obs.device)
+        return outputs
+
+    def preprocess(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        self.progress["acted_with"].append(sorted(set(batch["updates_seen"][batch["valid"]].tolist())))
+        self.progress["updates"] += 1
+        return super().preprocess(batch)
+
+
+@RAY_GROUP
+def test_agents_extra_state_reaches_the_workers_and_survives_save_and_load(ray_session: Any, tmp_path: Path) -> None:
+    """An acting agent's state_attributes (changed by the learner, read when acting) are broadcast
+    to the workers every round; a bonus agent's (CountBonus, from a module the workers import) too;
+    both are saved and loaded with the learner."""
+
+    def trainer() -> DistributedTrainer:
+        return DistributedTrainer(
+            functools.partial(make_envs, "CartPole-v1", 2),
+            lambda: [UpdateCountingPPO(), CountBonus()],
+            workers=2,
+            seed=0,
+            num_steps=16,
+        )
+
+    with trainer() as original:
+        original.train(64 * 3, progress=False)
+        original.save(tmp_path / "checkpoints", name="saved")
+    acting, bonus = original.agents
+    assert acting.progress["updates"] == 3 and acting.progress["acted_with"] == [[0], [1], [2]]
+    assert 0 < sum(bonus.counts.values()) <= original.global_step
+    with trainer() as resumed:
+        resumed.load_state(tmp_path / "checkpoints" / "saved")
+        assert resumed.agents[0].progress["acted_with"] == acting.progress["acted_with"]
+        assert resumed.agents[1].counts == bonus.counts
+        resumed.agents[0].progress["marker"][0] = 10.0  # the next round acts with 3 + 10
+        resumed.train(64 * 4, progress=False)
+    assert resumed.agents[0].progress["acted_with"] == [[0], [1], [2], [13]]
+    assert sum(resumed.agents[1].counts.values()) > sum(bonus.counts.values())
+
+
+@RAY_GROUP
+@pytest.mark.parametrize(
+    "naming",
+    [
+        {"agents": "ppo+count_bonus", "count_bonus": {"class": "examples.count_bonus:CountBonus"}},
+        {"agents": "ppo+examples.count_bonus:CountBonus"},
+    ],
+)
+def test_a_config_naming_a_user_agent_by_import_path_trains_on_workers(
+    ray_session: Any, naming: dict[str, Any], tmp_path: Path
+) -> None:
+    raw = load_preset("CartPole-v1")
+    raw.update(seed=3, distributed={"workers": 2}, **naming)
+    raw["trainer"].update(num_envs=2, num_steps=16)
+    with make_trainer(config_from_dict(raw)) as trainer:
+        trainer.train(128, progress=False)
+        trainer.save(tmp_path / "checkpoints", name="saved")
+    counts = trainer.agents[1].counts
+    assert [agent.name for agent in trainer.agents] == ["ppo", "count_bonus"] and trainer.num_updates == 2 and counts
+    with load_trainer(tmp_path / "checkpoints" / "saved", agent_classes=[CountBonus]) as loaded:
+        assert isinstance(loaded, DistributedTrainer) and loaded.agents[1].counts == counts

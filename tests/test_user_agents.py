@@ -244,3 +244,50 @@ def test_entry_points_resolve_in_process(tmp_path: Path, monkeypatch: pytest.Mon
     assert origins["ppo"] == "built-in" and origins["count_bonus"] == "entry point of count-plugin 1.0"
     # A checkpoint naming the class by its import path needs no trust: the plugin's code is installed.
     assert resolve_agent_class(BONUS, AgentImports()) is CountBonus
+
+
+def test_eval_of_a_python_built_checkpoint(tmp_path: Path) -> None:
+    trainer = python_trainer()
+    trainer.train(128, progress=False)
+    trainer.save(tmp_path / "checkpoints")
+    refused = cli("eval", str(tmp_path / "checkpoints"), "--episodes", "1")
+    assert refused.returncode == 2 and f"agent class {BONUS!r} is neither built in" in refused.stderr, refused.stderr
+    evaluated = cli("eval", str(tmp_path / "checkpoints"), "--episodes", "2", "--trust-code")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "mean return over 2 episodes" in evaluated.stdout and "(step 128)" in evaluated.stdout
+
+
+# ---------------------------------------------------------------------------------------------- own environments
+def test_an_own_environment_with_kwargs_trains_resumes_and_evaluates(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = ["--env", "tests.own_envs:Corridor-v0", "--env-kwarg", "length=5"]
+    result = cli("train", *env, "--agents", "ppo", *SMALL[2:], "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["env"] == "tests.own_envs:Corridor-v0" and config["env_kwargs"] == {"length": 5}
+    refused = cli("train", "--resume", str(run), "--steps", "768")
+    assert refused.returncode == 2 and "environment 'tests.own_envs:Corridor-v0' imports and runs module" in (
+        refused.stderr
+    )
+    assert cli("train", "--resume", str(run), "--env-kwarg", "length=6").returncode == 2  # fixed on resume
+    resume_from_older(run, "--trust-code")
+    resumed = run.parent / f"{run.name}_resumed"
+    assert_same_agents(agent_tensors(resumed / "checkpoints" / NEWEST), agent_tensors(run / "checkpoints" / NEWEST))
+    evaluated = cli("eval", str(run), "--episodes", "2", "--trust-code")
+    assert evaluated.returncode == 0 and "mean return over 2 episodes" in evaluated.stdout, evaluated.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--env", "tests.own_envs:Corridor-v0", "--env-kwarg", "length=0"], "length must be at least 1, got 0"),
+        (["--env", "CartPole-v1", "--env-kwarg", "lenght=3"], "unexpected keyword argument 'lenght'"),
+        (["--env", "CartPole-v1", "--env-kwarg", "novalue"], "--env-kwarg 'novalue': expected KEY=VALUE"),
+        (["--env", "nope_module:X-v0"], "cannot import module 'nope_module'"),
+    ],
+)
+def test_env_construction_errors_are_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
+    result = cli("train", *flags, "--steps", "64", "--quiet", "--out", str(tmp_path / "run"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()

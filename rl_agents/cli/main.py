@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -207,9 +207,9 @@ def _number(text: str) -> int:
 
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rl_agents.checkpointing import checkpoint_candidates
     from rl_agents.envs import make_envs
     from rl_agents.evaluation import save_video
+    from rl_agents.training.run_records import env_record
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -218,6 +218,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CommandError("--episodes must be >= 1")
     if args.seed < 0:
         raise CommandError(f"--seed must be >= 0, got {args.seed}")
+    if (run_dir / "config.yaml").is_file():
+        trainer, checkpoint = _trainer_of_run(run_dir, args)
+    else:
+        trainer, checkpoint = _trainer_of_checkpoint(run_dir, args)
+    frames: list | None = [] if args.video else None
+    # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
+    envs = None
+    if args.video:
+        recipe = env_record(trainer.envs) or {}
+        env_id, kwargs = recipe.get("id"), recipe.get("kwargs", {})
+        if env_id is None:
+            raise CommandError(f"{run_dir}: --video needs the environment's id, which this run did not record")
+        envs = make_envs(env_id, 1, recipe.get("vectorization", "sync"), render_mode="rgb_array", **kwargs)
+    result = trainer.evaluate(args.episodes, envs=envs, deterministic=args.deterministic, seed=args.seed, frames=frames)
+    print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
+    print(f"checkpoint: {checkpoint} (step {trainer.global_step})")
+    if frames:
+        try:
+            print(f"video: {save_video(frames, args.video)}")
+        except (ImportError, ValueError, RuntimeError, OSError) as error:
+            raise CommandError(
+                f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg"
+            ) from error
+    return 0
+
+
+def _trainer_of_run(run_dir: Path, args: argparse.Namespace) -> tuple[Any, Path]:
+    """A run directory of ``rl-agents train``: its config.yaml rebuilds the trainer, the newest
+    (intact, with --skip-damaged) checkpoint is loaded into it."""
+    from rl_agents.checkpointing import checkpoint_candidates
+
     imports = AgentImports.of(trust=args.trust_code)  # a run directory is data: its import paths need trust
     config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"), imports=imports)
     if not checkpoint_candidates(run_dir / "checkpoints"):
@@ -232,20 +263,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except DamagedCheckpointError as error:
         hint = "; --skip-damaged evaluates the newest intact one" if error.older else ""
         raise CommandError(f"the newest checkpoint is damaged: {error}{hint}") from None
-    frames: list | None = [] if args.video else None
-    # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
-    envs = make_envs(config.env, 1, config.trainer.vectorization, render_mode="rgb_array") if args.video else None
-    result = trainer.evaluate(args.episodes, envs=envs, deterministic=args.deterministic, seed=args.seed, frames=frames)
-    print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
-    print(f"checkpoint: {checkpoint} (step {trainer.global_step})")
-    if frames:
-        try:
-            print(f"video: {save_video(frames, args.video)}")
-        except (ImportError, ValueError, RuntimeError, OSError) as error:
-            raise CommandError(
-                f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg"
-            ) from error
-    return 0
+    return trainer, checkpoint
+
+
+def _trainer_of_checkpoint(path: Path, args: argparse.Namespace) -> tuple[Any, Path]:
+    """A checkpoint (or a directory of them) that ``trainer.save`` wrote from Python, rebuilt from
+    what it recorded of its agents, settings and envs."""
+    from rl_agents.checkpointing import checkpoint_candidates, resolve_checkpoint
+    from rl_agents.checkpointing.files import is_checkpoint_dir
+    from rl_agents.training import load_trainer
+
+    if not is_checkpoint_dir(path) and not checkpoint_candidates(path):
+        raise CommandError(f"{path}: neither a run directory (no config.yaml) nor a directory of checkpoints")
+    if args.skip_damaged:
+        raise CommandError(f"{path}: --skip-damaged applies to run directories (with config.yaml) only")
+    checkpoint = resolve_checkpoint(path)
+    return load_trainer(checkpoint, trust_code=args.trust_code), checkpoint
 
 
 # ---------------------------------------------------------------------------- plot

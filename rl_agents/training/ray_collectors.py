@@ -35,9 +35,10 @@ from rl_agents.training.workers import (
     as_tensor,
     assign_moments,
     concatenate_columns,
+    entry_bytes,
     merge_worker_moments,
     moments_of,
-    portable,
+    portable_entry,
     running_statistics,
 )
 
@@ -234,13 +235,14 @@ class RayCollectors:
         self.start_workers()
 
     def _broadcast_state(self) -> Any:
-        """Every agent's state_dict; put into Ray's object store once when large (small ones travel
-        inside each call, which is faster)."""
+        """Every agent's state_dict (tensors as portable() arrays; extra state, such as
+        ``state_attributes``, as copies with CPU tensors); put into Ray's object store once when large
+        (small ones travel inside each call, which is faster)."""
         states = {
-            agent.name: {key: portable(value) for key, value in agent.state_dict().items()}
+            agent.name: {key: portable_entry(value) for key, value in agent.state_dict().items()}
             for agent in self.learner.agents
         }
-        size = sum(value.nbytes for state in states.values() for value in state.values())
+        size = sum(entry_bytes(value) for state in states.values() for value in state.values())
         return require_ray().put(states) if size > INLINE_STATE_BYTES and self.num_workers > 1 else states
 
     def collect(self) -> Batch:

@@ -284,16 +284,25 @@ class Trainer:
         from rl_agents.evaluation import evaluate_agent
 
         if envs is None:
-            if self.run_config is None:
-                raise ValueError("pass envs=... to evaluate(): this trainer was not built from a run config")
-            from rl_agents.envs import make_envs
-
-            trainer_config = self.run_config.get("trainer", {})
-            num_envs = min(trainer_config.get("num_envs", 1), episodes)
-            envs = make_envs(self.run_config["env"], num_envs, trainer_config.get("vectorization", "sync"))
+            envs = self._evaluation_envs(episodes)
         return evaluate_agent(
             self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames
         )
+
+    def _evaluation_envs(self, episodes: int) -> gym.vector.VectorEnv:
+        """Fresh envs like the training envs: the run config's, else how make_envs built them."""
+        from rl_agents.envs import make_envs
+        from rl_agents.envs.make import env_factory_of
+
+        if self.run_config is not None:
+            trainer_config = self.run_config.get("trainer", {})
+            num_envs = min(trainer_config.get("num_envs", 1), episodes)
+            vectorization = trainer_config.get("vectorization", "sync")
+            return make_envs(self.run_config["env"], num_envs, vectorization, **self.run_config.get("env_kwargs", {}))
+        factory = env_factory_of(self.envs) if self.envs is not None else None
+        if factory is None:
+            raise ValueError("pass envs=... to evaluate(): this trainer's envs were not built by make_envs")
+        return factory()
 
     # ------------------------------------------------------------------ state and checkpoints
     def state_dict(self, config: dict[str, Any] | None = None) -> dict[str, Any]:

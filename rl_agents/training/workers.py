@@ -9,6 +9,7 @@ parallel formulas (:func:`merge_worker_moments`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from rl_agents.training.learner import EnvSpaces, Learner
 
 EnvFactory = Callable[[], gym.vector.VectorEnv]
 AgentFactory = Callable[[], list[Agent]]
-AgentStates = dict[str, dict[str, Any]]  # agent name -> state_dict, as portable() values
+AgentStates = dict[str, dict[str, Any]]  # agent name -> state_dict, as portable_entry() values
 
 
 # ---------------------------------------------------------------------------- running statistics
@@ -120,6 +121,44 @@ def as_tensor(value: np.ndarray | torch.Tensor, device: torch.device | str = "cp
     return torch.from_numpy(value if value.flags.writeable else value.copy()).to(device)
 
 
+def portable_entry(value: Any) -> Any:
+    """A ``state_dict`` entry ready to send to the workers: a tensor as :func:`portable` (the fast path
+    for weights and buffers); anything else, an agent's extra state (its ``state_attributes``, or what
+    its own ``get_extra_state`` returns: JSON values and tensors, nested), as a copy whose tensors are
+    detached CPU copies, loaded as it is by the agent's ``set_extra_state``."""
+    if isinstance(value, torch.Tensor):
+        return portable(value)
+    return _copy_to_cpu(value)
+
+
+def _copy_to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if type(value) is dict:
+        return {key: _copy_to_cpu(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_copy_to_cpu(item) for item in value)
+    return copy.deepcopy(value)  # JSON scalars (immutable: themselves), or whatever a get_extra_state returns
+
+
+def entry_from_learner(value: Any) -> Any:
+    """The inverse of :func:`portable_entry`: tensors back as tensors, extra state as it came."""
+    return as_tensor(value) if isinstance(value, (np.ndarray, torch.Tensor)) else value
+
+
+def entry_bytes(value: Any) -> int:
+    """About how many bytes a :func:`portable_entry` value takes to send (exact for tensors and arrays)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(entry_bytes(key) + entry_bytes(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(entry_bytes(item) for item in value)
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    return 8
+
+
 # ---------------------------------------------------------------------------- workers
 @dataclass
 class Rollout:
@@ -139,11 +178,12 @@ def worker_seed(seed: int, index: int, restarts: int, start_step: int) -> int:
 
 
 def fit_learner_state(
-    own: dict[str, torch.Tensor], learner: dict[str, torch.Tensor], agent: str, envs: int, learner_envs: int
-) -> dict[str, torch.Tensor]:
+    own: dict[str, Any], learner: dict[str, Any], agent: str, envs: int, learner_envs: int
+) -> dict[str, Any]:
     """The learner's state_dict for a worker's copy of ``agent``: every tensor, except per-env state
     (leading dimension ``learner_envs`` there, ``envs`` here, e.g. a return normalizer's running
-    return), which each side keeps for its own envs."""
+    return), which each side keeps for its own envs; and the learner's extra state (entries that are
+    not tensors, e.g. ``state_attributes``), whole."""
     if own.keys() != learner.keys():
         difference = sorted(own.keys() ^ learner.keys())
         raise ValueError(
@@ -153,6 +193,15 @@ def fit_learner_state(
     fitted = {}
     for key, mine in own.items():
         theirs = learner[key]
+        if not isinstance(mine, torch.Tensor) or not isinstance(theirs, torch.Tensor):
+            if isinstance(mine, torch.Tensor) or isinstance(theirs, torch.Tensor):
+                kinds = [type(value).__name__ for value in (theirs, mine)]
+                raise ValueError(
+                    f"agent {agent!r} state {key!r} is a {kinds[0]} on the learner, a {kinds[1]} on the worker: "
+                    "build both from one recipe"
+                )
+            fitted[key] = theirs  # extra state: the learner's, as it is
+            continue
         per_env = mine.dim() > 0 and mine.shape[0] == envs and theirs.shape == (learner_envs, *mine.shape[1:])
         if theirs.shape != mine.shape and not per_env:
             raise ValueError(
@@ -215,7 +264,7 @@ class RolloutWorker:
                 raise ValueError(
                     f"the learner has no agent {agent.name!r} (it has {sorted(states)}): build both from one recipe"
                 )
-            learner_state = {key: as_tensor(value) for key, value in states[agent.name].items()}
+            learner_state = {key: entry_from_learner(value) for key, value in states[agent.name].items()}
             fitted = fit_learner_state(
                 agent.state_dict(), learner_state, agent.name, collector.num_envs, self.learner_num_envs
             )
