@@ -543,9 +543,10 @@ def test_a_config_naming_a_user_agent_by_import_path_trains_on_workers(
     raw = load_preset("CartPole-v1")
     raw.update(seed=3, distributed={"workers": 2}, **naming)
     raw["trainer"].update(num_envs=2, num_steps=16)
-    with make_trainer(config_from_dict(raw)) as trainer:
+    config = config_from_dict(raw)
+    with make_trainer(config) as trainer:
         trainer.train(128, progress=False)
-        trainer.save(tmp_path / "checkpoints", name="saved")
+        trainer.save(tmp_path / "checkpoints", config=config, name="saved")
     counts = trainer.agents[1].counts
     assert [agent.name for agent in trainer.agents] == ["ppo", "count_bonus"] and trainer.num_updates == 2 and counts
     with load_trainer(tmp_path / "checkpoints" / "saved", agent_classes=[CountBonus]) as loaded:

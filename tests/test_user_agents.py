@@ -291,3 +291,20 @@ def test_env_construction_errors_are_one_line(tmp_path: Path, flags: list[str], 
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_on_the_command_line_continues_a_python_built_run_bit_exactly(tmp_path: Path) -> None:
+    full = python_trainer()
+    full.train(512, progress=False)
+    half = python_trainer()
+    half.train(512, progress=False, stop_when=lambda trainer: trainer.global_step >= 256)
+    half.save(tmp_path / "run" / "checkpoints")
+    refused = cli("train", "--resume", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "--trust-code" in refused.stderr, refused.stderr
+    result = cli("train", "--resume", str(tmp_path / "run"), "--trust-code")
+    assert result.returncode == 0, result.stderr
+    assert "no config.yaml; rebuilding the run from what step_000000256 recorded" in result.stderr
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["agents"] == "ppo+count_bonus+predictor" and config["count_bonus"] == {"class": BONUS, "beta": 0.05}
+    resumed = agent_tensors(tmp_path / "run" / "checkpoints" / NEWEST)
+    assert_same_agents(resumed, {agent.name: agent.state_dict() for agent in full.agents})

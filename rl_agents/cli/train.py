@@ -48,6 +48,7 @@ from rl_agents.training import make_trainer
 from rl_agents.training.distributed import DistributedTrainer, WorkerFailureError
 from rl_agents.training.errors import NonFiniteError
 from rl_agents.training.interrupts import StopSignals
+from rl_agents.training.run_records import config_of_records
 
 MAX_THREADS = 1024
 # Flags that would make a resumed run another run (its config.yaml says what they were).
@@ -125,7 +126,7 @@ def _build(config: RunConfig) -> Any:
 # ---------------------------------------------------------------------------- resume
 def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     config_path = run_dir / "config.yaml"
-    raw = load_yaml(config_path)
+    raw = load_yaml(config_path) if config_path.is_file() else _config_of_python_run(run_dir, args.skip_damaged)
     history = list(raw.get(RESUME_HISTORY_KEY) or [])
     imports = AgentImports.of(trust=args.trust_code)  # config.yaml is a file, not the user's command
     as_written = config_to_dict(config_from_dict(raw, source=str(config_path), imports=imports))
@@ -156,6 +157,27 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     changed = "".join(f"; {key}: {old!r} -> {new!r}" for key, (old, new) in resume.changes.items())
     say(f"resuming {run_dir} from {resume.checkpoint.name} at step {trainer.global_step}{changed}")
     return _run(trainer, config, run_dir, args)
+
+
+def _config_of_python_run(run_dir: Path, skip_damaged: bool) -> dict[str, Any]:
+    """The run config of a run built in Python (``trainer.save(RUN/checkpoints)``, no config.yaml),
+    from what its newest checkpoint recorded; the resume then writes it as config.yaml."""
+    checkpoints = run_dir / "checkpoints"
+    if not checkpoint_candidates(checkpoints):
+        raise CommandError(f"{run_dir}: no config.yaml and no checkpoints in {checkpoints}: not a run directory")
+    try:
+        checkpoint, tree = read_checkpoint(checkpoints, skip_damaged=skip_damaged)
+    except DamagedCheckpointError as error:
+        raise CommandError(f"the newest checkpoint is damaged: {error}") from None
+    run = tree.get("run") if isinstance(tree.get("run"), dict) else {}
+    raw = run.get("config") or config_of_records(run)
+    if not isinstance(raw, dict):
+        raise CommandError(
+            f"{run_dir}: no config.yaml, and {checkpoint.name} does not record how its envs were built (a trainer "
+            "built in Python on envs of its own): continue it in Python with Trainer.load(path, envs)"
+        )
+    say(f"{run_dir}: no config.yaml; rebuilding the run from what {checkpoint.name} recorded (a run built in Python)")
+    return raw
 
 
 def _read_resume_point(

@@ -55,11 +55,10 @@ def check_type(where: str, value: Any, expected: Any) -> Any:
 
 
 def json_problem(value: Any) -> str | None:
-    """Why ``value`` is not a JSON value (numbers, strings, booleans, null, lists, string-keyed maps)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    """Why ``value`` is not a JSON value (numbers, strings, booleans, null, lists, string-keyed maps);
+    infinities and NaN pass, as checkpoints and config.yaml both write them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
         return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{value} is not a finite number"
     if isinstance(value, (list, tuple)):
         return next((problem for item in value if (problem := json_problem(item))), None)
     if isinstance(value, dict):

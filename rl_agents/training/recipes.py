@@ -70,10 +70,6 @@ def build_from_config(
     return trainer
 
 
-# Trainer settings a checkpoint records (run.settings) besides the seed, the step budget and the schedule.
-RECORDED_SETTINGS = ("log_interval", "skip_non_finite_updates", "max_env_restarts")
-
-
 def load_with_class(
     cls: Any,
     path: Any,

@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from rl_agents.agents import AGENTS
 from rl_agents.config.agent_specs import AgentEntry, agent_options, build_agent
 from rl_agents.config.registry import AgentImports, AgentLookupError, import_path, is_import_path, resolve_agent_class
 from rl_agents.config.values import ConfigError, json_problem
@@ -22,6 +23,9 @@ from rl_agents.core.agent import Agent
 from rl_agents.envs import make_envs
 from rl_agents.envs.make import env_factory_of
 from rl_agents.training.optimizer_state import class_path
+
+# Trainer settings a checkpoint records (run.settings) besides the device, seed, step budget and schedule.
+RECORDED_SETTINGS = ("log_interval", "skip_non_finite_updates", "max_env_restarts")
 
 
 class UnrecordableAgentError(ValueError):
@@ -100,4 +104,47 @@ def rebuild_envs(run: dict[str, Any], imports: AgentImports, where: str) -> gym.
     return make_envs(env_id, int(run["num_envs"]), recorded.get("vectorization", "sync"), **recorded.get("kwargs", {}))
 
 
-__all__ = ["UnrecordableAgentError", "agent_record", "env_record", "rebuild_agents", "rebuild_envs"]
+def config_of_records(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The run config (as a dict) that rebuilds a run built in Python from its records, when its envs
+    were built by :func:`make_envs`; None when they were not (nothing says how to build them again)."""
+    env, composition = run.get("env"), run.get("composition")
+    if not isinstance(env, dict) or not isinstance(composition, list):
+        return None
+    if not all(isinstance(record, dict) and "import_path" in record for record in composition):
+        return None
+    settings = run.get("settings") or {}
+    builtin = {import_path(cls): name for name, cls in AGENTS.items()}
+    config: dict[str, Any] = {
+        "env": env["id"],
+        "agents": "+".join(str(record["name"]) for record in composition),
+        "steps": run.get("total_steps") or 1,
+        "seed": run.get("seed", 0),
+        "device": settings.get("device", "cpu"),
+        "env_kwargs": env.get("kwargs") or {},
+        "trainer": {
+            "num_envs": run.get("num_envs"),
+            "vectorization": env.get("vectorization", "sync"),
+            **{
+                key: settings[key]
+                for key in ("log_interval", "skip_non_finite_updates", "max_env_restarts")
+                if key in settings
+            },
+            **(run.get("schedule") or {}),
+        },
+    }
+    for record in composition:
+        reference = builtin.get(record["import_path"], record["import_path"])
+        options = {key: value for key, value in (record.get("options") or {}).items() if key != "name"}
+        config[str(record["name"])] = options if reference == record["name"] else {"class": reference, **options}
+    return config
+
+
+__all__ = [
+    "RECORDED_SETTINGS",
+    "UnrecordableAgentError",
+    "agent_record",
+    "config_of_records",
+    "env_record",
+    "rebuild_agents",
+    "rebuild_envs",
+]
