@@ -26,6 +26,7 @@ from rl_agents.envs import EnvCreationError
 from rl_agents.training import make_trainer
 from rl_agents.training.distributed import RayUnavailableError
 from rl_agents.training.interrupts import Interrupted
+from rl_agents.training.run_records import UnrecordableAgentError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CommandError,
     RunLockedError,
     UnsavedStateError,
+    UnrecordableAgentError,
 )
 
 
