@@ -235,6 +235,8 @@ def test_an_entry_point_names_an_agent_that_reloads_without_trust(tmp_path: Path
     assert listed.returncode == 0
     row = next(line for line in listed.stdout.splitlines() if "count_bonus" in line)
     assert "entry point of count-plugin 1.0" in row and "no" in row
+    described = cli("describe", "--agents", "ppo+count_bonus", site=site)
+    assert described.returncode == 0 and "CountBonus" in described.stdout, described.stderr
 
 
 def test_entry_points_resolve_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
