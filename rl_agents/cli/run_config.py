@@ -28,14 +28,14 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         source = args.config
     else:
         env_id = args.env or "CartPole-v1"
-        learner = parse_agent_names(args.agents)[0] if getattr(args, "agents", None) else None
+        learner = parse_agent_names(args.agents, source="command line")[0] if getattr(args, "agents", None) else None
         raw = load_preset(env_id, learner)
         path = preset_path(env_id, learner)
         source = f"preset {path.stem}" if path else "defaults"
     if getattr(args, "env", None):
         raw["env"] = args.env
     if getattr(args, "agents", None):
-        names = parse_agent_names(args.agents)
+        names = parse_agent_names(args.agents, source="command line")
         if not args.config:  # a preset's sections for agents not requested are dropped
             raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
         raw["agents"] = args.agents

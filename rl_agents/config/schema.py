@@ -160,9 +160,9 @@ def _check_env_import(env: Any, source: str, imports: AgentImports) -> None:
         )
 
 
-def parse_agent_names(spec: str, imports: AgentImports = TRUSTED) -> list[str]:
+def parse_agent_names(spec: str, imports: AgentImports = TRUSTED, source: str = "config") -> list[str]:
     """The agent names of an ``agents`` value (``ppo+rnd``; an import path stands for its class's name)."""
-    return [entry.name for entry in agent_entries({"agents": spec}, "config", RESERVED_KEYS, imports)]
+    return [entry.name for entry in agent_entries({"agents": spec}, source, RESERVED_KEYS, imports)]
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config", imports: AgentImports = TRUSTED) -> RunConfig:
