@@ -21,8 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_agents.checkpointing import (
-    STATE_FILE,
-    CheckpointError,
     DamagedCheckpointError,
     checkpoint_candidates,
     read_checkpoint,
@@ -42,7 +40,6 @@ from rl_agents.cli.run_lock import RunLock
 from rl_agents.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, is_out_of_memory, load_yaml
 from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import RESUME_HISTORY_KEY
-from rl_agents.core.state import StateError
 from rl_agents.envs import EnvError
 from rl_agents.training import make_trainer
 from rl_agents.training.distributed import DistributedTrainer, WorkerFailureError
@@ -144,11 +141,7 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
         return _run(trainer, config, run_dir, args)
     trainer = _build(config)
     configured_lrs = list(trainer.learner.base_lrs)
-    try:
-        notes = trainer.load_state_dict(resume.tree)
-    except StateError as error:
-        raise CheckpointError(f"{resume.checkpoint / STATE_FILE}: {error}") from None
-    for note in notes:
+    for note in trainer.restore_checkpoint(resume.checkpoint, resume.tree):
         say(f"warning: {resume.checkpoint}: {note}")
     if changes_learning_rates(resume.changes, config.resolved):
         apply_learning_rates(trainer.learner, configured_lrs)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rl_agents.agents import AGENTS
+from rl_agents.config.values import did_you_mean
 from rl_agents.core.agent import Agent
 
 ENTRY_POINT_GROUP = "rl_agents.agents"
@@ -108,7 +109,7 @@ def resolve_agent_class(reference: str, imports: AgentImports = TRUSTED, where: 
     if point is None:
         known = ", ".join(registered_names())
         raise AgentLookupError(
-            f"{where}: unknown agent {reference!r}{_did_you_mean(reference, registered_names())} (known: {known}; "
+            f"{where}: unknown agent {reference!r}{did_you_mean(reference, registered_names())} (known: {known}; "
             "or name your own class as package.module:Class)"
         )
     try:
@@ -119,6 +120,16 @@ def resolve_agent_class(reference: str, imports: AgentImports = TRUSTED, where: 
             f"{type(error).__name__}: {error}"
         ) from error
     return _require_agent_class(loaded, f"{reference!r} ({_distribution(point)}, {point.value})", where)
+
+
+def env_import_refusal(env_id: str, imports: AgentImports) -> str | None:
+    """Why an env id ``module:EnvId`` from a file may not be made (making it imports ``module``), or None."""
+    if not is_import_path(env_id) or imports.trust:
+        return None
+    return (
+        f"environment {env_id!r} imports and runs module {env_id.partition(':')[0]!r}: pass --trust-code "
+        "(trust_code=True in Python) if you trust this file"
+    )
 
 
 def _class_from_import_path(reference: str, imports: AgentImports, where: str) -> type[Agent]:
@@ -161,19 +172,13 @@ def _require_agent_class(target: object, what: str, where: str) -> type[Agent]:
     return target
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "TRUSTED",
     "AgentImports",
     "AgentLookupError",
     "RegisteredAgent",
+    "env_import_refusal",
     "import_path",
     "is_import_path",
     "registered_agents",

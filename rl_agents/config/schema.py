@@ -30,7 +30,7 @@ import yaml
 
 from rl_agents.agents import AGENTS
 from rl_agents.config.agent_specs import AgentEntry, agent_entries, agent_options, build_agent, section_of
-from rl_agents.config.registry import TRUSTED, AgentImports, is_import_path
+from rl_agents.config.registry import TRUSTED, AgentImports, env_import_refusal
 from rl_agents.config.values import ConfigError, check_type, did_you_mean, json_problem, show
 from rl_agents.core.agent import Agent, CompositionError
 from rl_agents.core.schedules import SCHEDULE_KINDS, schedule_fields, setting_problem
@@ -152,12 +152,9 @@ def _env_kwargs(values: Any, where: str) -> dict[str, Any]:
 
 def _check_env_import(env: Any, source: str, imports: AgentImports) -> None:
     """An env id ``module:EnvId`` imports ``module``: only from a config the user gave or trusts."""
-    if isinstance(env, str) and is_import_path(env) and not imports.trust:
-        module = env.partition(":")[0]
-        raise ConfigError(
-            f"{source}: environment {env!r} imports and runs module {module!r}: pass --trust-code "
-            "(trust_code=True in Python) if you trust this file"
-        )
+    refusal = env_import_refusal(env, imports) if isinstance(env, str) else None
+    if refusal:
+        raise ConfigError(f"{source}: {refusal}")
 
 
 def parse_agent_names(spec: str, imports: AgentImports = TRUSTED, source: str = "config") -> list[str]:

@@ -7,6 +7,7 @@ The functions take the class to build (``Trainer`` or a subclass), so that ``Tra
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
@@ -23,7 +24,7 @@ from rl_agents.config.schema import (
     make_config_envs,
     translated_build_errors,
 )
-from rl_agents.training.run_records import rebuild_agents, rebuild_envs
+from rl_agents.training.run_records import rebuild_agents, rebuild_envs, recorded_settings
 
 
 class BuiltTrainer(Protocol):
@@ -31,7 +32,7 @@ class BuiltTrainer(Protocol):
 
     run_config: dict[str, Any] | None
 
-    def load_state(self, path: Any) -> Any: ...
+    def restore_checkpoint(self, directory: Any, tree: dict[str, Any]) -> list[str]: ...
 
 
 TrainerT = TypeVar("TrainerT", bound=BuiltTrainer)
@@ -93,7 +94,8 @@ def load_with_class(
         if device is not None:
             config = dataclasses.replace(config, device=str(device))
         trainer = cls.from_config(config, envs=envs, loggers=loggers)
-    trainer.load_state(directory)
+    for note in trainer.restore_checkpoint(directory, tree):  # the tree read above: the checkpoint is read once
+        warnings.warn(f"{directory}: {note}", stacklevel=3)
     return trainer
 
 
@@ -116,11 +118,7 @@ def _rebuild_from_records(
         "total_steps": run.get("total_steps"),
         "device": device if device is not None else settings.get("device", "cpu"),
         "loggers": loggers,
-        **{
-            key: settings[key]
-            for key in ("log_interval", "skip_non_finite_updates", "max_env_restarts")
-            if key in settings
-        },
+        **recorded_settings(settings),
         **schedule,
     }
     with translated_build_errors(on_error=envs.close if own_envs else None):

@@ -17,7 +17,13 @@ import gymnasium as gym
 
 from rl_agents.agents import AGENTS
 from rl_agents.config.agent_specs import AgentEntry, agent_options, build_agent
-from rl_agents.config.registry import AgentImports, AgentLookupError, import_path, is_import_path, resolve_agent_class
+from rl_agents.config.registry import (
+    AgentImports,
+    AgentLookupError,
+    env_import_refusal,
+    import_path,
+    resolve_agent_class,
+)
 from rl_agents.config.values import ConfigError, json_problem
 from rl_agents.core.agent import Agent
 from rl_agents.envs import make_envs
@@ -26,6 +32,11 @@ from rl_agents.training.optimizer_state import class_path
 
 # Trainer settings a checkpoint records (run.settings) besides the device, seed, step budget and schedule.
 RECORDED_SETTINGS = ("log_interval", "skip_non_finite_updates", "max_env_restarts")
+
+
+def recorded_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer keyword arguments among a checkpoint's ``run.settings`` (older ones lack some)."""
+    return {key: settings[key] for key in RECORDED_SETTINGS if key in settings}
 
 
 class UnrecordableAgentError(ValueError):
@@ -96,11 +107,9 @@ def rebuild_envs(run: dict[str, Any], imports: AgentImports, where: str) -> gym.
             f"{run.get('num_envs')} envs)"
         )
     env_id = recorded["id"]
-    if is_import_path(env_id) and not imports.trust:
-        raise ConfigError(
-            f"{where}: environment {env_id!r} imports and runs module {env_id.partition(':')[0]!r}: pass "
-            "trust_code=True (--trust-code) if you trust this checkpoint, or pass envs=..."
-        )
+    refusal = env_import_refusal(env_id, imports)
+    if refusal:
+        raise ConfigError(f"{where}: {refusal}, or pass envs=...")
     return make_envs(env_id, int(run["num_envs"]), recorded.get("vectorization", "sync"), **recorded.get("kwargs", {}))
 
 
@@ -124,11 +133,7 @@ def config_of_records(run: dict[str, Any]) -> dict[str, Any] | None:
         "trainer": {
             "num_envs": run.get("num_envs"),
             "vectorization": env.get("vectorization", "sync"),
-            **{
-                key: settings[key]
-                for key in ("log_interval", "skip_non_finite_updates", "max_env_restarts")
-                if key in settings
-            },
+            **recorded_settings(settings),
             **(run.get("schedule") or {}),
         },
     }
@@ -147,4 +152,5 @@ __all__ = [
     "env_record",
     "rebuild_agents",
     "rebuild_envs",
+    "recorded_settings",
 ]

@@ -351,13 +351,18 @@ class Trainer:
         intact one is loaded and ``on_skip(path, reason)`` hears of each skipped). Returns the
         checkpoint's directory."""
         directory, tree = read_checkpoint(path, skip_damaged=skip_damaged, on_skip=on_skip)
-        try:
-            notes = self.load_state_dict(tree)
-        except StateError as error:
-            raise CheckpointError(f"{directory / STATE_FILE}: {error}") from None
-        for note in notes:
+        for note in self.restore_checkpoint(directory, tree):
             warnings.warn(f"{directory}: {note}", stacklevel=2)
         return directory
+
+    def restore_checkpoint(self, directory: Any, tree: dict[str, Any]) -> list[str]:
+        """Restore the state ``tree`` already read from the checkpoint at ``directory`` (no second
+        read); a state that does not fit is a CheckpointError naming its file. Returns the notes of
+        :meth:`load_state_dict` (state that could not be restored here)."""
+        try:
+            return self.load_state_dict(tree)
+        except StateError as error:
+            raise CheckpointError(f"{directory / STATE_FILE}: {error}") from None
 
     @classmethod
     def from_config(
