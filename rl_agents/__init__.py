@@ -4,6 +4,7 @@ from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
 from rl_agents.core.agent import Agent, CompositionError, ContractError, DataSpec, EnvContext, RewardStream
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 from rl_agents.envs import EnvError, IndexedEnv
+from rl_agents.policy import Policy
 from rl_agents.training import (
     Collector,
     DistributedTrainer,
@@ -35,6 +36,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteObservationError",
     "OnPolicySchedule",
+    "Policy",
     "ReplaySchedule",
     "RewardStream",
     "Trainer",

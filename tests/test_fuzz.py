@@ -1222,7 +1222,7 @@ KNOWN_CASES = [
     ),
     (["eval", "{ws}/run", "--seed", "-1"], 2),
     (["eval", "{ws}/run", "--episodes", "0"], 2),
-    (["eval", "{ws}/bad_config"], 2),
+    (["eval", "{ws}/bad_config", "--episodes", "1"], 0),  # eval reads the checkpoint, never config.yaml
     (["eval", "{ws}/run", "--episodes", "1", "--video", "{ws}/a_file.txt/v.gif"], 2),
     (["plot", "{ws}/run", "--out", "{tmp}/c.xyz"], 2),
     (["plot", "{ws}/bad_metrics"], 2),

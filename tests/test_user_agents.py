@@ -84,8 +84,9 @@ def train_then_check(run: Path, *train_args: str, site: Path | None = None, trus
         refused = cli("train", "--resume", str(run), "--steps", "768", site=site)
         assert refused.returncode == 2 and "--trust-code" in refused.stderr, refused.stderr
         assert f"agent class {BONUS!r} is neither built in nor a registered entry point" in refused.stderr
-        refused = cli("eval", str(run), "--episodes", "1", site=site)
-        assert refused.returncode == 2 and "--trust-code" in refused.stderr, refused.stderr
+        # eval builds only the acting agent (a shipped PPO here): the bonus's class is never imported.
+        evaluated = cli("eval", str(run), "--episodes", "1", site=site)
+        assert evaluated.returncode == 0 and "mean return over 1 episodes" in evaluated.stdout, evaluated.stderr
     resume_from_older(run, *trust, site=site)
     resumed = run.parent / f"{run.name}_resumed"
     assert_same_agents(agent_tensors(resumed / "checkpoints" / NEWEST), agent_tensors(run / "checkpoints" / NEWEST))
@@ -252,9 +253,8 @@ def test_eval_of_a_python_built_checkpoint(tmp_path: Path) -> None:
     trainer = python_trainer()
     trainer.train(128, progress=False)
     trainer.save(tmp_path / "checkpoints")
-    refused = cli("eval", str(tmp_path / "checkpoints"), "--episodes", "1")
-    assert refused.returncode == 2 and f"agent class {BONUS!r} is neither built in" in refused.stderr, refused.stderr
-    evaluated = cli("eval", str(tmp_path / "checkpoints"), "--episodes", "2", "--trust-code")
+    # Only the acting agent (a shipped PPO) is rebuilt: the bonus named by import path is not imported.
+    evaluated = cli("eval", str(tmp_path / "checkpoints"), "--episodes", "2")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "mean return over 2 episodes" in evaluated.stdout and "(step 128)" in evaluated.stdout
 

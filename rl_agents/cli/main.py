@@ -1,4 +1,4 @@
-"""The ``rl-agents`` command: train, eval, plot, describe, list."""
+"""The ``rl-agents`` command: train, eval, export, plot, describe, list."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
-from rl_agents.checkpointing import CheckpointError, DamagedCheckpointError
+from rl_agents.checkpointing import CheckpointError
 from rl_agents.cli.errors import CommandError
+from rl_agents.cli.policy_commands import add_eval_command, add_export_command
 from rl_agents.cli.run_config import resolve_config
 from rl_agents.cli.run_lock import RunLockedError
 from rl_agents.cli.train import cmd_train
-from rl_agents.config import ConfigError, config_from_dict, list_presets, load_yaml, preset_path
-from rl_agents.config.registry import AgentImports, AgentLookupError, registered_agents, resolve_agent_class
+from rl_agents.config import ConfigError, list_presets, load_yaml, preset_path
+from rl_agents.config.registry import AgentLookupError, registered_agents, resolve_agent_class
 from rl_agents.core.agent import CompositionError, ContractError
 from rl_agents.core.agent_state import UnsavedStateError
 from rl_agents.envs import EnvCreationError
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoints", type=int, help="number of periodic checkpoints over the run (default 10; kept on --resume)"
     )
+    train.add_argument(
+        "--video-every",
+        type=_number,
+        metavar="STEPS",
+        help="every STEPS env steps, record one deterministic episode as RUN/videos/step_<STEP>.mp4 (kept on --resume)",
+    )
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     train.add_argument(
@@ -141,17 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained run")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.add_argument("--deterministic", action="store_true")
-    evaluate.add_argument("--video", help="write env 0 as out.gif or out.mp4")
-    evaluate.add_argument("--seed", type=int, default=12345)
-    evaluate.add_argument(
-        "--skip-damaged", action="store_true", help="when the newest checkpoint is damaged, use the newest intact one"
-    )
-    _add_trust_code(evaluate, "")
-    evaluate.set_defaults(handler=cmd_eval)
+    add_eval_command(commands, _add_trust_code)
+    add_export_command(commands, _add_trust_code)
 
     plot = commands.add_parser("plot", help="plot learning curves of one or more runs")
     plot.add_argument("run_dirs", nargs="+")
@@ -170,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list agents, presets and installed environment families")
     listing.set_defaults(handler=cmd_list)
-    for sub in (train, evaluate, plot, describe, listing):
+    for sub in (train, plot, describe, listing, *(commands.choices[name] for name in ("eval", "export"))):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
@@ -205,82 +203,6 @@ def _number(text: str) -> int:
     if not value.is_integer() or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(value)
-
-
-# ---------------------------------------------------------------------------- eval
-def cmd_eval(args: argparse.Namespace) -> int:
-    from rl_agents.envs import make_envs
-    from rl_agents.evaluation import save_video
-    from rl_agents.training.run_records import env_record
-
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise CommandError(f"run directory {str(run_dir)!r} does not exist")
-    if args.episodes < 1:
-        raise CommandError("--episodes must be >= 1")
-    if args.seed < 0:
-        raise CommandError(f"--seed must be >= 0, got {args.seed}")
-    if (run_dir / "config.yaml").is_file():
-        trainer, checkpoint = _trainer_of_run(run_dir, args)
-    else:
-        trainer, checkpoint = _trainer_of_checkpoint(run_dir, args)
-    frames: list | None = [] if args.video else None
-    # A video records one rendering env; otherwise the trainer builds its evaluation envs itself.
-    envs = None
-    if args.video:
-        recipe = env_record(trainer.envs) or {}
-        env_id, kwargs = recipe.get("id"), recipe.get("kwargs", {})
-        if env_id is None:
-            raise CommandError(f"{run_dir}: --video needs the environment's id, which this run did not record")
-        envs = make_envs(env_id, 1, recipe.get("vectorization", "sync"), render_mode="rgb_array", **kwargs)
-    result = trainer.evaluate(args.episodes, envs=envs, deterministic=args.deterministic, seed=args.seed, frames=frames)
-    print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f}")
-    print(f"checkpoint: {checkpoint} (step {trainer.global_step})")
-    if frames:
-        try:
-            print(f"video: {save_video(frames, args.video)}")
-        except (ImportError, ValueError, RuntimeError, OSError) as error:
-            raise CommandError(
-                f"could not write {args.video} ({error}); .gif needs only Pillow, .mp4 needs imageio-ffmpeg"
-            ) from error
-    return 0
-
-
-def _trainer_of_run(run_dir: Path, args: argparse.Namespace) -> tuple[Any, Path]:
-    """A run directory of ``rl-agents train``: its config.yaml rebuilds the trainer, the newest
-    (intact, with --skip-damaged) checkpoint is loaded into it."""
-    from rl_agents.checkpointing import checkpoint_candidates
-
-    imports = AgentImports.of(trust=args.trust_code)  # a run directory is data: its import paths need trust
-    config = config_from_dict(load_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"), imports=imports)
-    if not checkpoint_candidates(run_dir / "checkpoints"):
-        raise CommandError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-    trainer = make_trainer(config)
-
-    def note_skip(path: Path, reason: str) -> None:
-        print(f"skipping damaged checkpoint {path.name}: {reason}", file=sys.stderr)
-
-    try:
-        checkpoint = trainer.load_state(run_dir / "checkpoints", skip_damaged=args.skip_damaged, on_skip=note_skip)
-    except DamagedCheckpointError as error:
-        hint = "; --skip-damaged evaluates the newest intact one" if error.older else ""
-        raise CommandError(f"the newest checkpoint is damaged: {error}{hint}") from None
-    return trainer, checkpoint
-
-
-def _trainer_of_checkpoint(path: Path, args: argparse.Namespace) -> tuple[Any, Path]:
-    """A checkpoint (or a directory of them) that ``trainer.save`` wrote from Python, rebuilt from
-    what it recorded of its agents, settings and envs."""
-    from rl_agents.checkpointing import checkpoint_candidates, resolve_checkpoint
-    from rl_agents.checkpointing.files import is_checkpoint_dir
-    from rl_agents.training import load_trainer
-
-    if not is_checkpoint_dir(path) and not checkpoint_candidates(path):
-        raise CommandError(f"{path}: neither a run directory (no config.yaml) nor a directory of checkpoints")
-    if args.skip_damaged:
-        raise CommandError(f"{path}: --skip-damaged applies to run directories (with config.yaml) only")
-    checkpoint = resolve_checkpoint(path)
-    return load_trainer(checkpoint, trust_code=args.trust_code), checkpoint
 
 
 # ---------------------------------------------------------------------------- plot

@@ -78,23 +78,34 @@ def env_record(envs: gym.vector.VectorEnv) -> dict[str, Any] | None:
 
 def rebuild_agents(composition: list[dict[str, Any]], imports: AgentImports, where: str) -> list[Agent]:
     """The agents a checkpoint's ``run.composition`` records, built anew (untrained)."""
-    agents = []
-    for record in composition:
-        name = record.get("name")
-        reference = record.get("import_path")
-        if not isinstance(reference, str) or not isinstance(record.get("options"), dict):
-            raise ConfigError(
-                f"{where}: agent {name!r} was saved before checkpoints recorded agents' classes and options: build "
-                "the Trainer with the same agents and call trainer.load_state(path)"
-            )
-        try:
-            cls = resolve_agent_class(reference, imports, f"{where}: agent {name!r}")
-        except AgentLookupError as error:
-            raise ConfigError(str(error)) from None
-        entry = AgentEntry(str(name), reference, cls)
-        options = {key: value for key, value in record["options"].items() if key != "name"}
-        agents.append(build_agent(entry, agent_options(entry, options, where)))
-    return agents
+    return [rebuild_agent(record, imports, where) for record in composition]
+
+
+def is_rebuildable(record: Any) -> bool:
+    """Whether a ``run.composition`` record says how to rebuild its agent (older checkpoints do not)."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("import_path"), str)
+        and isinstance(record.get("options"), dict)
+    )
+
+
+def rebuild_agent(record: dict[str, Any], imports: AgentImports, where: str) -> Agent:
+    """One agent of ``run.composition``, built anew (untrained); ConfigError when it cannot be."""
+    name = record.get("name")
+    if not is_rebuildable(record):
+        raise ConfigError(
+            f"{where}: agent {name!r} was saved before checkpoints recorded agents' classes and options: build "
+            "the Trainer with the same agents and call trainer.load_state(path)"
+        )
+    reference = record["import_path"]
+    try:
+        cls = resolve_agent_class(reference, imports, f"{where}: agent {name!r}")
+    except AgentLookupError as error:
+        raise ConfigError(str(error)) from None
+    entry = AgentEntry(str(name), reference, cls)
+    options = {key: value for key, value in record["options"].items() if key != "name"}
+    return build_agent(entry, agent_options(entry, options, where))
 
 
 def rebuild_envs(run: dict[str, Any], imports: AgentImports, where: str) -> gym.vector.VectorEnv:
@@ -119,7 +130,7 @@ def config_of_records(run: dict[str, Any]) -> dict[str, Any] | None:
     env, composition = run.get("env"), run.get("composition")
     if not isinstance(env, dict) or not isinstance(composition, list):
         return None
-    if not all(isinstance(record, dict) and "import_path" in record for record in composition):
+    if not all(is_rebuildable(record) for record in composition):
         return None
     settings = run.get("settings") or {}
     builtin = {import_path(cls): name for name, cls in AGENTS.items()}
@@ -150,6 +161,8 @@ __all__ = [
     "agent_record",
     "config_of_records",
     "env_record",
+    "is_rebuildable",
+    "rebuild_agent",
     "rebuild_agents",
     "rebuild_envs",
     "recorded_settings",

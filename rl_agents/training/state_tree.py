@@ -18,6 +18,7 @@ from typing import Any
 
 from rl_agents.core.agent import Agent
 from rl_agents.core.state import Apply, StateError, entry
+from rl_agents.envs.spaces import space_record
 from rl_agents.training.collector import BatchSource
 from rl_agents.training.episodes import episode_counts
 from rl_agents.training.learner import Learner, agents_state_dict, prepare_agents_load
@@ -72,6 +73,14 @@ def state_tree(
             "max_env_restarts": getattr(collector, "max_env_restarts", 0),
         },
         "env": None if getattr(collector, "envs", None) is None else env_record(collector.envs),
+        # What rebuilds the acting agent without the envs (rl_agents.Policy): its spaces and the
+        # composition's reward streams (a learner keeps one value head per stream).
+        "spaces": {
+            "observation": space_record(learner.spaces.observation_space),
+            "action": space_record(learner.spaces.action_space),
+        },
+        "streams": [dataclasses.asdict(stream) for stream in learner.streams],
+        "acting": learner.acting.name,
     }
     return {
         "run": run,

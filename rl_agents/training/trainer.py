@@ -274,13 +274,15 @@ class Trainer:
         episodes: int = 10,
         *,
         envs: gym.vector.VectorEnv | None = None,
-        deterministic: bool = False,
+        deterministic: bool = True,
         seed: int = 12345,
         frames: list[np.ndarray] | None = None,
     ) -> EvaluationResult:
         """Mean and spread of the acting agent's return over ``episodes`` fresh episodes, without
-        training or moving normalizer statistics. ``envs`` defaults to new envs from the run config;
-        ``frames`` collects env 0's renders (envs made with ``render_mode="rgb_array"``)."""
+        training or moving normalizer statistics. Actions are greedy / the mean, as Stable-Baselines3's
+        ``evaluate_policy`` takes them (``deterministic=False`` samples, e.g. DQN's epsilon-greedy).
+        ``envs`` defaults to new envs from the run config; ``frames`` collects env 0's renders (envs
+        made with ``render_mode="rgb_array"``)."""
         from rl_agents.evaluation import evaluate_agent
 
         if envs is None:

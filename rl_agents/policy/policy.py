@@ -1,0 +1,232 @@
+"""A trained acting agent on its own: load it from a checkpoint, act on observations, export it.
+
+::
+
+    policy = Policy.load("runs/CartPole-v1_ppo_s0_...")      # a run directory or one checkpoint
+    action, state = policy.predict(obs)                     # one observation (or a batch): numpy in, numpy out
+    policy.export("policy.onnx")                            # or format="torchscript"
+
+Only the acting agent is built (with what it needs to act, e.g. PPO's observation normalizer, which
+is part of its state), from what the checkpoint records: its class and options, the environment's
+spaces and the reward streams that shape its networks. No environment is made and no Gymnasium
+registration is needed. Loading is as safe as loading a checkpoint: files are verified and never
+unpickled, and a class named by import path is imported only with ``trust_code=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rl_agents.checkpointing import CheckpointError, read_checkpoint
+from rl_agents.config.registry import AgentImports
+from rl_agents.core.agent import Agent
+from rl_agents.core.state import StateError
+from rl_agents.envs import make_envs
+from rl_agents.policy.loading import (
+    ActingRecord,
+    EnvRecipe,
+    acting_record,
+    build_acting_agent,
+    env_recipe,
+    load_agent_state,
+    records_policy,
+    state_file,
+)
+from rl_agents.training.learner import resolve_device
+
+if TYPE_CHECKING:
+    from rl_agents.policy.export import ExportResult
+
+
+class Policy:
+    """An acting agent in evaluation mode (normalizer statistics frozen), with its spaces.
+
+    Build one with :meth:`load` (from a checkpoint) or :meth:`from_trainer` (a copy of a trainer's
+    acting agent). ``agent`` is the rebuilt agent, ``checkpoint`` the directory it came from and
+    ``global_step`` the training step it was saved at.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        generator: torch.Generator,
+    ):
+        self.agent = agent.eval()
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.generator = generator  # drives stochastic actions (predict(..., deterministic=False)) only
+        self.checkpoint: Path | None = None  # the checkpoint directory it was loaded from
+        self.global_step = 0  # the training step it was saved at
+        # Read when asked: a run's env (module:EnvId) may need trust that the policy itself does not.
+        self._env_recipe: Callable[[], EnvRecipe] | None = None
+        self.device = generator.device
+        self.observation_dtype = torch.uint8 if getattr(observation_space, "dtype", None) == np.uint8 else torch.float32
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        *,
+        seed: int = 0,
+        trust_code: bool = False,
+        agent_classes: Iterable[type[Agent]] = (),
+        skip_damaged: bool = False,
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> Policy:
+        """The acting agent of a checkpoint, or of a run's newest checkpoint. A damaged newest one is
+        refused unless ``skip_damaged`` (``on_skip(path, reason)`` then hears of each one passed over).
+        ``seed`` seeds stochastic actions. A class the checkpoint names by import path is imported
+        only with ``trust_code=True``, or taken from ``agent_classes``."""
+        imports = AgentImports.of(trust=trust_code, classes=agent_classes)
+        directory, tree = read_checkpoint(path, skip_damaged=skip_damaged, on_skip=on_skip)
+        run = tree.get("run")
+        if not isinstance(run, dict):
+            raise CheckpointError(f"{state_file(directory)}: has no run entry")
+        recipe = functools.partial(env_recipe, run, directory, imports)
+        if not records_policy(run):  # saved before checkpoints recorded spaces: rebuilt with its envs
+            return cls._from_older_checkpoint(directory, device, seed=seed, imports=imports, recipe=recipe)
+        try:
+            acting = acting_record(tree, state_file(directory))
+        except StateError as error:
+            raise CheckpointError(f"{state_file(directory)}: {error}") from None
+        generator = _generator(resolve_device(device), seed)
+        agent = build_acting_agent(
+            acting, imports, device=generator.device, generator=generator, where=state_file(directory)
+        )
+        load_agent_state(agent, tree.get("agents"), state_file(directory))
+        _set_progress(agent, acting)
+        policy = cls(agent, acting.observation_space, acting.action_space, generator=generator)
+        policy.checkpoint, policy.global_step, policy._env_recipe = directory, acting.global_step, recipe
+        return policy
+
+    @classmethod
+    def _from_older_checkpoint(
+        cls, directory: Path, device: Any, *, seed: int, imports: AgentImports, recipe: Callable[[], EnvRecipe]
+    ) -> Policy:
+        from rl_agents.training.recipes import load_with_class
+        from rl_agents.training.trainer import Trainer
+
+        trainer = load_with_class(Trainer, directory, None, device=device, loggers=(), imports=imports)
+        try:
+            policy = cls.from_trainer(trainer, seed=seed)
+        finally:
+            trainer.envs.close()
+        policy.checkpoint, policy.global_step, policy._env_recipe = directory, trainer.global_step, recipe
+        return policy
+
+    @classmethod
+    def from_trainer(cls, trainer: Any, *, seed: int = 0) -> Policy:
+        """A copy of ``trainer``'s acting agent as it is now (training it further leaves the copy as is)."""
+        from rl_agents.training.run_records import agent_record
+
+        learner = trainer.learner
+        acting = ActingRecord(
+            record=agent_record(learner.acting),
+            observation_space=learner.spaces.observation_space,
+            action_space=learner.spaces.action_space,
+            streams=learner.streams,
+            num_envs=learner.num_envs,
+            global_step=trainer.global_step,
+            total_steps=trainer.total_steps,
+        )
+        generator = _generator(learner.device, seed)
+        imports = AgentImports.of(classes=[type(learner.acting)])  # the class at hand: nothing is imported
+        agent = build_acting_agent(acting, imports, device=generator.device, generator=generator, where="trainer")
+        load_agent_state(agent, {agent.name: learner.acting.state_dict()}, "trainer")
+        _set_progress(agent, acting)
+        policy = cls(agent, acting.observation_space, acting.action_space, generator=generator)
+        policy.global_step = trainer.global_step
+        return policy
+
+    # ------------------------------------------------------------------ acting
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """``(action, state)`` for one observation or a batch of them (numpy, torch or nested lists).
+
+        Actions come back as numpy in the environment's format (an int for Discrete, a float32 array
+        for Box, clipped or scaled to its bounds as in training), batched when ``obs`` was.
+        ``deterministic`` takes the greedy/mean action; False samples (from this policy's own
+        generator, seeded by ``seed``). ``state`` is for agents with memory; these agents have none,
+        so it must stay None and comes back None.
+        """
+        if state is not None:
+            raise ValueError(f"agent {self.agent.name!r} keeps no recurrent state: pass state=None")
+        observations, batched = self._observation_batch(obs)
+        actions = self.act_batch(observations, deterministic=deterministic).cpu().numpy()
+        actions = actions.astype(self.action_space.dtype, copy=False) if self.action_space.dtype else actions
+        return (actions if batched else actions[0]), None
+
+    @torch.inference_mode()
+    def act_batch(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """The fast path: environment actions for a ``[batch, *obs_shape]`` tensor, with no checks or
+        conversions (the tensor must have the observation dtype: uint8 images, else float32)."""
+        outputs = self.agent.act(obs.to(self.device, non_blocking=True), deterministic=deterministic)
+        return self.agent.env_action(outputs)
+
+    def _observation_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
+        """``obs`` as a ``[batch, *shape]`` tensor of the observation dtype, and whether it was a batch."""
+        values = obs if isinstance(obs, torch.Tensor) else torch.as_tensor(np.asarray(obs))
+        shape = tuple(self.observation_space.shape or ())
+        if tuple(values.shape) == shape:
+            values, batched = values.unsqueeze(0), False
+        elif values.dim() == len(shape) + 1 and tuple(values.shape[1:]) == shape:
+            batched = True
+        else:
+            raise ValueError(
+                f"observation of shape {tuple(values.shape)} is neither one observation {shape} nor a batch "
+                f"(n, {', '.join(map(str, shape))}) of the policy's observation space {self.observation_space}"
+            )
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            bad = int((~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero()[0])
+            raise ValueError(
+                f"observation {bad} of the batch holds NaN or inf" if batched else "observation holds NaN or inf"
+            )
+        return values.to(self.observation_dtype), batched
+
+    # ------------------------------------------------------------------ environments and export
+    def env_recipe(self) -> EnvRecipe:
+        """How the run made its environments (CheckpointError when the checkpoint does not say)."""
+        if self._env_recipe is None:
+            raise ValueError("this policy was not loaded from a checkpoint: it does not know its run's environments")
+        return self._env_recipe()
+
+    def make_env(self, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
+        """Vector envs like the ones the run trained on; ``kwargs`` add to the env's keyword arguments
+        (e.g. ``render_mode="rgb_array"`` for videos)."""
+        recipe = self.env_recipe()
+        return make_envs(recipe.env_id, num_envs, recipe.vectorization, **{**recipe.kwargs, **kwargs})
+
+    def export(self, path: str | os.PathLike, format: str = "onnx", *, check: int = 1000) -> ExportResult:
+        """Write the deterministic policy (observation normalization and action selection included) as
+        ONNX or TorchScript, then run the file on ``check`` random observations and refuse it unless
+        its actions equal :meth:`predict`'s (see :mod:`rl_agents.policy.export`)."""
+        from rl_agents.policy.export import export_policy
+
+        return export_policy(self, Path(path), format, check=check)
+
+    def __repr__(self) -> str:
+        origin = f" from {self.checkpoint}" if self.checkpoint else ""
+        return f"Policy({type(self.agent).__name__} {self.agent.name!r}{origin})"
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def _set_progress(agent: Agent, acting: ActingRecord) -> None:
+    """Where training left the agent's schedules (e.g. DQN's epsilon, for stochastic actions)."""
+    agent.set_progress(acting.global_step, acting.total_steps)
