@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -31,14 +30,20 @@ def evaluate_agent(
     envs: gym.vector.VectorEnv,
     episodes: int,
     *,
-    deterministic: bool = False,
+    deterministic: bool = True,
     seed: int = 0,
     device: torch.device = torch.device("cpu"),
     frames: list[np.ndarray] | None = None,
+    max_steps: int | None = None,
 ) -> EvaluationResult:
-    """Run ``envs`` until ``episodes`` episodes have finished; the agent is put in eval mode meanwhile
+    """Run ``envs`` until ``episodes`` episodes have finished, with greedy / mean actions unless
+    ``deterministic`` is False (then sampled, e.g. DQN's epsilon-greedy); the agent is put in eval mode meanwhile
     (normalizers stop updating) and restored afterwards. Rendered frames of env 0 are appended to
-    ``frames`` when it is given (the envs must use ``render_mode="rgb_array"``)."""
+    ``frames`` when it is given (the envs must use ``render_mode="rgb_array"``), one per step.
+    ``max_steps`` caps the vector steps (a video's length): if it cuts the run short, the episodes
+    still running count with what they have so far, after the finished ones."""
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     was_training = agent.training
     agent.eval()
     returns: list[float] = []
@@ -47,9 +52,10 @@ def evaluate_agent(
     running_length = np.zeros(envs.num_envs, dtype=np.int64)
     reset_pending = np.zeros(envs.num_envs, dtype=bool)
     obs_dtype = torch.uint8 if envs.single_observation_space.dtype == np.uint8 else torch.float32
+    steps = 0
     try:
         obs, _ = envs.reset(seed=seed)
-        while len(returns) < episodes:
+        while len(returns) < episodes and (max_steps is None or steps < max_steps):
             if frames is not None:
                 rendered = envs.render()
                 frames.append(np.asarray(rendered[0] if isinstance(rendered, (list, tuple)) else rendered))
@@ -59,6 +65,7 @@ def evaluate_agent(
                 )
                 action = agent.env_action(outputs).cpu().numpy()
             obs, reward, terminated, truncated, _ = envs.step(action)
+            steps += 1
             valid = ~reset_pending
             running_return += np.where(valid, reward, 0.0)
             running_length += valid
@@ -71,17 +78,8 @@ def evaluate_agent(
             reset_pending = terminated | truncated
     finally:
         agent.train(was_training)
+    if len(returns) < episodes:  # cut by max_steps: the episodes in progress (one just reset has no steps yet)
+        partial = np.flatnonzero(running_length > 0)
+        returns += [float(running_return[index]) for index in partial]
+        lengths += [int(running_length[index]) for index in partial]
     return EvaluationResult(returns[:episodes], lengths[:episodes])
-
-
-def save_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Path:
-    """Write frames as a GIF (Pillow) or MP4 (needs imageio's ffmpeg plugin)."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimsave(path, frames, fps=fps)
-    return path

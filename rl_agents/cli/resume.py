@@ -3,9 +3,9 @@
 A resumed run continues the checkpoint's run: the same environment, agents, networks, seed and
 schedule. Only the settings in :data:`RESUMABLE`, agents' learning rates and the options an agent
 declares in ``resumable_settings`` (loss weights such as PPO's ``ent_coef``) may differ from the
-config the checkpoint was saved with, and each is applied for real: the step budget and checkpoint
-count by the command; the logging cadence, failure options and agent options by the trainer rebuilt
-from the new config (a checkpoint holds state, not settings); learning rates by
+config the checkpoint was saved with, and each is applied for real: the step budget, checkpoint
+count and video cadence by the command; the logging cadence, failure options and agent options by
+the trainer rebuilt from the new config (a checkpoint holds state, not settings); learning rates by
 :func:`apply_learning_rates` after the optimizer state (which holds the old rates) is loaded. Any other
 difference, whether from ``--set`` or from a hand-edited config.yaml, is refused by name.
 
@@ -28,6 +28,7 @@ AgentClasses = Mapping[str, type[Agent]]  # the run's agents by name
 RESUMABLE: dict[str, str] = {
     "steps": "the run's step budget (learning-rate annealing and exploration schedules follow it)",
     "checkpoints": "how many periodic checkpoints the whole run gets",
+    "video_every": "how often a video is recorded (videos never touch the training state)",
     "device": "where the networks live (bit-exact continuation needs the same device type)",
     "trainer.log_interval": "how often metrics are logged",
     "trainer.max_env_restarts": "how many env failures are survived from the resume on",

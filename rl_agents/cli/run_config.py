@@ -39,9 +39,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if not args.config:  # a preset's sections for agents not requested are dropped
             raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
         raw["agents"] = args.agents
-    for flag, key in (("steps", "steps"), ("seed", "seed"), ("device", "device"), ("checkpoints", "checkpoints")):
+    for flag in ("steps", "seed", "device", "checkpoints", "video_every"):  # each sets the key of its name
         if getattr(args, flag, None) is not None:
-            raw[key] = getattr(args, flag)
+            raw[flag] = getattr(args, flag)
     for pair in getattr(args, "env_kwargs", None) or []:  # --env-kwarg KEY=VALUE: as --set env_kwargs.KEY=VALUE
         if "=" not in pair or not pair.split("=", 1)[0].strip():
             raise ConfigError(f"--env-kwarg {pair!r}: expected KEY=VALUE, e.g. max_episode_steps=200")

@@ -9,6 +9,7 @@ A first Ctrl-C or SIGTERM stops at the end of the update in progress and saves a
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -40,12 +41,13 @@ from rl_agents.cli.run_lock import RunLock
 from rl_agents.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, is_out_of_memory, load_yaml
 from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import RESUME_HISTORY_KEY
-from rl_agents.envs import EnvError
+from rl_agents.envs import EnvError, make_envs
 from rl_agents.training import make_trainer
 from rl_agents.training.distributed import DistributedTrainer, WorkerFailureError
 from rl_agents.training.errors import NonFiniteError
 from rl_agents.training.interrupts import StopSignals
 from rl_agents.training.run_records import config_of_records
+from rl_agents.video import PeriodicVideo, VideoUnavailable
 
 MAX_THREADS = 1024
 # Flags that would make a resumed run another run (its config.yaml says what they were).
@@ -81,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
     _refuse_existing_run(run_dir)
     trainer = _build(config)  # before touching the run directory: bad input leaves nothing behind
+    video = _periodic_video(config, run_dir, start_step=0)  # after it: a bad env id is named as such
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -89,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _note_stale_lock(lock)
         _refuse_existing_run(run_dir)  # another process may have started it meanwhile
         write_text_atomically(run_dir / "config.yaml", _config_yaml(config, []))
-        return _run(trainer, config, run_dir, args)
+        return _run(trainer, config, run_dir, args, video)
 
 
 def _refuse_fixed_flags(args: argparse.Namespace, run_dir: Path) -> None:
@@ -99,7 +102,8 @@ def _refuse_fixed_flags(args: argparse.Namespace, run_dir: Path) -> None:
         flag = named.get(fixed[0], "--" + fixed[0].replace("_", "-"))
         raise CommandError(
             f"--resume continues {run_dir} as its config.yaml says; drop {flag} "
-            "(--steps, --device, --checkpoints, --ray-address and --set of a setting a resume may change can differ)"
+            "(--steps, --device, --checkpoints, --video-every, --ray-address and --set of a setting a resume may "
+            "change can differ)"
         )
 
 
@@ -128,7 +132,9 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     imports = AgentImports.of(trust=args.trust_code)  # config.yaml is a file, not the user's command
     as_written = config_to_dict(config_from_dict(raw, source=str(config_path), imports=imports))
     overrides = [
-        f"{key}={getattr(args, key)}" for key in ("steps", "device", "checkpoints") if getattr(args, key) is not None
+        f"{key}={getattr(args, key)}"
+        for key in ("steps", "device", "checkpoints", "video_every")
+        if getattr(args, key) is not None
     ]
     raw = with_ray_address(apply_overrides(raw, overrides + args.overrides), args)
     config = config_from_dict(raw, source=str(config_path), imports=imports)
@@ -137,19 +143,21 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     if resume is None:  # stopped before its first checkpoint: start it again
         say(f"{run_dir}: no checkpoint yet; starting the run from the beginning")
         trainer = _build(config)
+        video = _periodic_video(config, run_dir, start_step=0)
         write_text_atomically(config_path, _config_yaml(config, history))
-        return _run(trainer, config, run_dir, args)
+        return _run(trainer, config, run_dir, args, video)
     trainer = _build(config)
     configured_lrs = list(trainer.learner.base_lrs)
     for note in trainer.restore_checkpoint(resume.checkpoint, resume.tree):
         say(f"warning: {resume.checkpoint}: {note}")
     if changes_learning_rates(resume.changes, config.resolved):
         apply_learning_rates(trainer.learner, configured_lrs)
+    video = _periodic_video(config, run_dir, start_step=trainer.global_step)  # the next one after the resume
     history.append(resume_record(trainer.global_step, resume.checkpoint.name, resume.changes, resume.skipped))
     write_text_atomically(config_path, _config_yaml(config, history))
     changed = "".join(f"; {key}: {old!r} -> {new!r}" for key, (old, new) in resume.changes.items())
     say(f"resuming {run_dir} from {resume.checkpoint.name} at step {trainer.global_step}{changed}")
-    return _run(trainer, config, run_dir, args)
+    return _run(trainer, config, run_dir, args, video)
 
 
 def _config_of_python_run(run_dir: Path, skip_damaged: bool) -> dict[str, Any]:
@@ -214,7 +222,28 @@ def _config_yaml(config: RunConfig, history: list[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- the run
-def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespace) -> int:
+def _periodic_video(config: RunConfig, run_dir: Path, start_step: int) -> PeriodicVideo | None:
+    """The run's videos (``video_every``) in ``run_dir/videos``, from an env like the run's. Checked
+    now, before anything is written: a missing imageio-ffmpeg or an env that cannot render fails
+    the command at once, not after hours of training."""
+    if config.video_every is None:
+        return None
+    make_env = functools.partial(make_envs, config.env, 1, "sync", render_mode="rgb_array", **config.env_kwargs)
+
+    def warn(path: Path, error: Exception) -> None:  # a failed video must not cost the run
+        say(f"warning: {path}: video not written ({type(error).__name__}: {error}); no more videos, training goes on")
+
+    try:
+        return PeriodicVideo(
+            make_env, run_dir / "videos", config.video_every, start_step=start_step, seed=config.seed, on_error=warn
+        )
+    except VideoUnavailable as error:
+        raise CommandError(f"--video-every {config.video_every}: {error}") from error
+
+
+def _run(
+    trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespace, video: PeriodicVideo | None = None
+) -> int:
     from rl_agents.logging import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(run_dir / "metrics.csv"), TensorBoardLogger(run_dir / "tensorboard")]
@@ -229,6 +258,11 @@ def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespac
             t.save(run_dir / "checkpoints")
             next_save = (t.global_step // interval + 1) * interval
 
+    def after_update(t: Any) -> None:
+        save_periodically(t)  # first: a video never stands between the run and its checkpoint
+        if video is not None:
+            video(t)
+
     stop = StopSignals()
     try:
         with stop:
@@ -238,7 +272,7 @@ def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespac
                     config.steps,
                     progress=True,
                     quiet=args.quiet,
-                    on_update=save_periodically,
+                    on_update=after_update,
                     stop_requested=stop.requested,
                     save_on_error=run_dir / "checkpoints",
                 )
@@ -254,6 +288,8 @@ def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespac
     finally:
         for logger in loggers:
             logger.close()
+        if video is not None:
+            video.close()
         if isinstance(trainer, DistributedTrainer):
             trainer.close()
     if stop.requested():
@@ -264,7 +300,7 @@ def _run(trainer: Any, config: RunConfig, run_dir: Path, args: argparse.Namespac
         )
         return stop.exit_status
     plot = _plot_run(run_dir)
-    _print_summary(trainer, run_dir, final, plot)
+    _print_summary(trainer, run_dir, final, plot, video.directory if video is not None and video.written else None)
     print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
     return 0
 
@@ -303,7 +339,7 @@ def _plot_run(run_dir: Path) -> Path | None:
     return plot_runs([run_dir], run_dir / "learning_curve.png")
 
 
-def _print_summary(trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None) -> None:
+def _print_summary(trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | None, videos: Path | None) -> None:
     table = Table(title=f"run {run_dir}", show_header=False)
     table.add_column("what", no_wrap=True)
     table.add_column("value", overflow="fold")  # paths wrap instead of being cut, so they can be copied
@@ -319,4 +355,6 @@ def _print_summary(trainer: Any, run_dir: Path, checkpoint: Path, plot: Path | N
     table.add_row("tensorboard", str(run_dir / "tensorboard"))
     table.add_row("checkpoint", str(checkpoint))
     table.add_row("learning curve", str(plot) if plot else "-")
+    if videos is not None:
+        table.add_row("videos", str(videos))
     Console(stderr=True, markup=False, emoji=False).print(table)  # names are printed as they are

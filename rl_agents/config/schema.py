@@ -100,6 +100,7 @@ class RunConfig:
     seed: int = 1
     device: str = "cpu"
     checkpoints: int = 10  # periodic checkpoints over the run (the command line's --checkpoints)
+    video_every: int | None = None  # steps between the run's videos (--video-every); None: no videos
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of gymnasium.make
@@ -217,6 +218,8 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
         out["distributed"] = dataclasses.asdict(config.distributed)
     if not config.env_kwargs:  # configs without env kwargs stay as they were
         del out["env_kwargs"]
+    if config.video_every is None:  # and so do runs without videos
+        del out["video_every"]
     for entry in config.agent_entries():
         out[entry.name] = section_of(entry, config.agent_options.get(entry.name, {}))
     return out
@@ -398,6 +401,8 @@ def _check_ranges(config: RunConfig, source: str) -> None:
 
     if not 1 <= config.checkpoints <= 100_000:
         refuse("checkpoints", "between 1 and 100000", config.checkpoints)
+    if config.video_every is not None and config.video_every < 1:
+        refuse("video_every", ">= 1 (steps between videos) or null", config.video_every)
     if not 0 <= config.seed <= MAX_SEED:
         refuse("seed", f"between 0 and {MAX_SEED}", config.seed)
     if config.device != "auto":

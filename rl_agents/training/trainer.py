@@ -287,6 +287,8 @@ class Trainer:
 
         if envs is None:
             envs = self._evaluation_envs(episodes)
+        # Where training is (a loaded trainer has not acted yet): DQN's epsilon, for stochastic evaluation.
+        self.acting.set_progress(self.global_step, self.total_steps)
         return evaluate_agent(
             self.acting, envs, episodes, deterministic=deterministic, seed=seed, device=self.device, frames=frames
         )
