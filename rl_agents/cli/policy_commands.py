@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,8 +19,10 @@ from rl_agents.cli.errors import CommandError
 from rl_agents.policy import Policy
 from rl_agents.policy.export import FORMATS, ExportError
 
+AddTrustCode = Callable[[argparse.ArgumentParser, str], None]  # main's --trust-code, shared by the commands
 
-def add_eval_command(commands: argparse._SubParsersAction, add_trust_code: callable) -> None:
+
+def add_eval_command(commands: argparse._SubParsersAction, add_trust_code: AddTrustCode) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a trained run")
     evaluate.add_argument("run_dir", help="a run directory, a checkpoints directory or one checkpoint")
     evaluate.add_argument("--episodes", type=int, default=10)
@@ -35,7 +38,7 @@ def add_eval_command(commands: argparse._SubParsersAction, add_trust_code: calla
     evaluate.set_defaults(handler=cmd_eval)
 
 
-def add_export_command(commands: argparse._SubParsersAction, add_trust_code: callable) -> None:
+def add_export_command(commands: argparse._SubParsersAction, add_trust_code: AddTrustCode) -> None:
     export = commands.add_parser(
         "export", help="write a run's deterministic policy as ONNX or TorchScript, checked against the policy"
     )

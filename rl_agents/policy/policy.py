@@ -41,6 +41,9 @@ from rl_agents.policy.loading import (
     state_file,
 )
 from rl_agents.training.learner import resolve_device
+from rl_agents.training.recipes import load_with_class
+from rl_agents.training.run_records import agent_record
+from rl_agents.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from rl_agents.policy.export import ExportResult
@@ -116,9 +119,6 @@ class Policy:
     def _from_older_checkpoint(
         cls, directory: Path, device: Any, *, seed: int, imports: AgentImports, recipe: Callable[[], EnvRecipe]
     ) -> Policy:
-        from rl_agents.training.recipes import load_with_class
-        from rl_agents.training.trainer import Trainer
-
         trainer = load_with_class(Trainer, directory, None, device=device, loggers=(), imports=imports)
         try:
             policy = cls.from_trainer(trainer, seed=seed)
@@ -128,10 +128,8 @@ class Policy:
         return policy
 
     @classmethod
-    def from_trainer(cls, trainer: Any, *, seed: int = 0) -> Policy:
+    def from_trainer(cls, trainer: Trainer, *, seed: int = 0) -> Policy:
         """A copy of ``trainer``'s acting agent as it is now (training it further leaves the copy as is)."""
-        from rl_agents.training.run_records import agent_record
-
         learner = trainer.learner
         acting = ActingRecord(
             record=agent_record(learner.acting),
