@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rl_agents.core.agent import Agent
+from rl_agents.envs.spaces import observation_tensor_dtype
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def evaluate_agent(
     running_return = np.zeros(envs.num_envs)
     running_length = np.zeros(envs.num_envs, dtype=np.int64)
     reset_pending = np.zeros(envs.num_envs, dtype=bool)
-    obs_dtype = torch.uint8 if envs.single_observation_space.dtype == np.uint8 else torch.float32
+    obs_dtype = observation_tensor_dtype(envs.single_observation_space)
     steps = 0
     try:
         obs, _ = envs.reset(seed=seed)

@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 # Dtypes a recorded space may name: numbers only (no objects, strings or structured dtypes).
 NUMERIC_DTYPES = frozenset(
@@ -21,6 +22,12 @@ NUMERIC_DTYPES = frozenset(
 )
 MAX_ELEMENTS = 100_000_000  # more numbers than any observation a policy network takes
 MAX_SUBSPACES = 10_000
+
+
+def observation_tensor_dtype(space: gym.Space) -> torch.dtype:
+    """How observations of ``space`` are held as tensors: uint8 images stay uint8 (a quarter of the
+    memory; networks scale them), everything else is float32."""
+    return torch.uint8 if getattr(space, "dtype", None) == np.uint8 else torch.float32
 
 
 class SpaceRecordError(ValueError):

@@ -132,7 +132,7 @@ def sample_observations(policy: Policy, count: int, seed: int) -> torch.Tensor:
 
 
 def _write(module: nn.Module, example: torch.Tensor, path: Path, format: str, policy: Policy) -> None:
-    name = f"agent {policy.agent.name!r} ({type(policy.agent).__name__})"
+    name = _who(policy)
     try:
         if format == "torchscript":
             traced = torch.jit.trace(module, example, check_trace=False)
@@ -144,6 +144,10 @@ def _write(module: nn.Module, example: torch.Tensor, path: Path, format: str, po
     except Exception as error:  # the exporters raise many kinds; each names the operation it could not take
         reason = " ".join(str(error).split())[:400]
         raise ExportError(f"{name} cannot be exported to {format}: {type(error).__name__}: {reason}") from error
+
+
+def _who(policy: Policy) -> str:
+    return f"agent {policy.agent.name!r} ({type(policy.agent).__name__})"
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, policy: Policy) -> None:
@@ -200,7 +204,7 @@ def _check(policy: Policy, path: Path, format: str, count: int) -> float:
 
 
 def _compare(policy: Policy, expected: np.ndarray, actual: np.ndarray, format: str) -> float:
-    name = f"agent {policy.agent.name!r} ({type(policy.agent).__name__})"
+    name = _who(policy)
     if actual.shape != expected.shape:
         raise ExportError(
             f"the {format} export of {name} returns actions of shape {actual.shape}, the policy {expected.shape}"

@@ -7,7 +7,6 @@ older ones are rebuilt through :meth:`Trainer.load`, which makes their environme
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from rl_agents.core.agent import Agent, EnvContext, RewardStream
 from rl_agents.core.state import StateError, count, entry, is_type
 from rl_agents.envs import VECTORIZATIONS
 from rl_agents.envs.spaces import SpaceRecordError, space_from_record
-from rl_agents.training.learner import prepare_agents_load
+from rl_agents.training.learner import bind_agent, prepare_agents_load
 from rl_agents.training.run_records import is_rebuildable, rebuild_agent
 
 
@@ -116,10 +115,7 @@ def build_acting_agent(
         streams=acting.streams,
         generator=generator,
     )
-    # Initial weights are replaced by the checkpoint's; seeding keeps the global RNG untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(zlib.crc32(agent.name.encode()))
-        agent.bind(context)
+    bind_agent(agent, context, seed=0)  # the initial weights are replaced by the checkpoint's
     return agent.to(device)
 
 

@@ -30,6 +30,7 @@ from rl_agents.config.registry import AgentImports
 from rl_agents.core.agent import Agent
 from rl_agents.core.state import StateError
 from rl_agents.envs import make_envs
+from rl_agents.envs.spaces import observation_tensor_dtype
 from rl_agents.policy.loading import (
     ActingRecord,
     EnvRecipe,
@@ -74,7 +75,7 @@ class Policy:
         # Read when asked: a run's env (module:EnvId) may need trust that the policy itself does not.
         self._env_recipe: Callable[[], EnvRecipe] | None = None
         self.device = generator.device
-        self.observation_dtype = torch.uint8 if getattr(observation_space, "dtype", None) == np.uint8 else torch.float32
+        self.observation_dtype = observation_tensor_dtype(observation_space)
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -39,6 +39,7 @@ from rl_agents.core.agent import EXTRINSIC, NEXT_OBS, OBS, TERMINATED, TRUNCATED
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.envs.failures import close_quietly, env_failure
+from rl_agents.envs.spaces import observation_tensor_dtype
 from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, prepare_restore
 from rl_agents.training.env_checks import EnvOutputChecks
 from rl_agents.training.episodes import EpisodeTracker
@@ -162,7 +163,7 @@ class Collector:
     def _build_storage(self, keys: frozenset[str], store_next_obs: bool) -> RolloutStorage:
         storage = RolloutStorage(self.rollout_steps, self.num_envs, self.device)
         obs_space = self.envs.single_observation_space
-        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        obs_dtype = observation_tensor_dtype(obs_space)
         storage.allocate_host(OBS, tuple(obs_space.shape), obs_dtype)
         if NEXT_OBS in keys or store_next_obs:
             storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), obs_dtype)

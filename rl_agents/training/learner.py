@@ -159,11 +159,7 @@ class Learner:
                 streams=self.streams,
                 generator=self.generator,
             )
-            # Each agent's initialization depends on the seed and its own name only, never on the
-            # other agents or the list order, and leaves the global RNG untouched.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(agent.name.encode()))
-                agent.bind(ctx)
+            bind_agent(agent, ctx, self.seed)
             agent.to(self.device)
             record_baseline(agent)  # what saving compares the agent's plain attributes with
 
@@ -399,6 +395,15 @@ class Learner:
         if saved is None:
             raise StateError(f"{where}: this trainer trains from a replay buffer, but the checkpoint has none")
         return self.replay.prepare_load(saved, where)
+
+
+def bind_agent(agent: Agent, ctx: EnvContext, seed: int) -> None:
+    """``agent.bind(ctx)`` with torch's global RNG seeded from ``seed`` and the agent's name, then put
+    back: an agent's initialization depends on the seed and its own name only, never on the other
+    agents or the list order, and leaves the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1_000_003 + zlib.crc32(agent.name.encode()))
+        agent.bind(ctx)
 
 
 def agents_state_dict(agents: list[Agent]) -> dict[str, Any]:
