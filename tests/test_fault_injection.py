@@ -310,6 +310,10 @@ def test_a_second_ctrl_c_exits_at_once_without_saving(tmp_path: Path) -> None:
     slow = ["--set", "trainer.num_steps=8192"]  # an update every 16k env steps: seconds of collection
     process = start("train", *LONG, *slow, "--out", str(run), log=tmp_path / "log")
     wait_for(lambda: logged_rows(run) >= 1, timeout=120, process=process)
+    # The row is written just before train() checks for a stop: a signal sent at once can land in that
+    # window and stop at this update (no second signal then finds the process). Half a second later it
+    # lands in the collection of the next 16k steps, which takes seconds.
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)  # while the next 16k steps are collected
     wait_for(lambda: "stopping after this update" in (tmp_path / "log").read_text(), timeout=30, process=process)
     process.send_signal(signal.SIGINT)
