@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,test,bench,ray,video,export]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,box2d,test,bench,ray,video,export]"
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rl-agents train --env CartPole-v1 --agents ppo+rnd --steps 50000
+	$(VENV)/bin/rl-agents train --env CartPole-v1 --agents ppo+rnd --steps 100000 --stop-at-return 475
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

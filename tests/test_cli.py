@@ -105,7 +105,7 @@ def test_list_shows_agents_and_presets() -> None:
     ("args", "message"),
     [
         (["train", "--set", "ppo.ent_coeff=1"], "unknown option 'ent_coeff' (did you mean 'ent_coef'?)"),
-        (["train", "--set", "trainer.num_envs=many"], "trainer.num_envs: expected int, got 'many'"),
+        (["train", "--set", "trainer.num_envs=many"], "trainer.num_envs: expected int or null, got 'many'"),
         (["train", "--agents", "ppo+rdn"], "unknown agent 'rdn' (did you mean 'rnd'?)"),
         (["train", "--env", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
         (["train", "missing.yaml"], "config file 'missing.yaml' does not exist"),

@@ -163,6 +163,10 @@ class A2C(Agent):
             "entropy": f"-{self.ent_coef} x policy entropy",
         }
 
+    def suggested_num_envs(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """rl-zoo3's A2C entries run 8 envs or more (CartPole-v1: 8; Acrobot, MountainCar: 16)."""
+        return 8
+
     def suggested_schedule(self) -> OnPolicySchedule:
         """SB3's A2C: 5 steps per env, one gradient step per rollout, constant learning rate."""
         return OnPolicySchedule(num_steps=5, num_epochs=1, num_minibatches=1, max_grad_norm=0.5, anneal_lr=False)

@@ -149,6 +149,10 @@ class DQN(Agent):
         needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
         return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}))
 
+    def suggested_num_envs(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """One env: the suggested schedule's update-to-data ratio is the published one per env step."""
+        return 1
+
     def suggested_schedule(self) -> ReplaySchedule:
         return ReplaySchedule(
             buffer_size=1_000_000,

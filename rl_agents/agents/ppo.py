@@ -51,23 +51,33 @@ class _Defaults:
     ent_coef: float
     normalize: bool
     schedule: OnPolicySchedule
+    num_envs: int  # what a run config without trainer.num_envs gets
 
 
-# CleanRL ppo.py and ppo_continuous_action.py.
+# CleanRL ppo.py's settings on 8 envs (CleanRL runs 4; rl-zoo3 8 or 16 on classic control and MiniGrid).
 DISCRETE_DEFAULTS = _Defaults(
-    lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=OnPolicySchedule(128, 4, 4, 0.5, True)
+    lr=2.5e-4, ent_coef=0.01, normalize=False, schedule=OnPolicySchedule(128, 4, 4, 0.5, True), num_envs=8
 )
+# CleanRL ppo_continuous_action.py's 2048 steps per rollout, 10 epochs and minibatches of 64, normalized
+# observations and rewards, but collected as 4 envs x 512 steps with lr 1e-3: these learn Pendulum-v1
+# in 100k steps (CleanRL's 1 env x 2048 at 3e-4 does not); MuJoCo tasks have tuned presets.
 CONTINUOUS_DEFAULTS = _Defaults(
-    lr=3e-4, ent_coef=0.0, normalize=True, schedule=OnPolicySchedule(2048, 10, 32, 0.5, True)
+    lr=1e-3, ent_coef=0.0, normalize=True, schedule=OnPolicySchedule(512, 10, 32, 0.5, True), num_envs=4
 )
+
+
+def ppo_defaults(action_space: gym.Space) -> _Defaults:
+    """The defaults for an action space: continuous (Box) or discrete."""
+    return CONTINUOUS_DEFAULTS if isinstance(action_space, gym.spaces.Box) else DISCRETE_DEFAULTS
 
 
 class PPO(Agent):
     """PPO with clipped surrogate, optional clipped value loss, entropy bonus and GAE.
 
-    ``None`` hyperparameters take CleanRL's value for the action space: discrete
-    (lr 2.5e-4, ent_coef 0.01, no normalization) or continuous (lr 3e-4, ent_coef 0, observation
-    and reward normalization on).
+    ``None`` hyperparameters take the defaults for the action space (``DISCRETE_DEFAULTS``,
+    ``CONTINUOUS_DEFAULTS``): discrete, CleanRL's (lr 2.5e-4, ent_coef 0.01, no normalization,
+    128 steps x 4 epochs x 4 minibatches, 8 envs); continuous, lr 1e-3, ent_coef 0, observation and
+    reward normalization, 512 steps x 10 epochs x 32 minibatches on 4 envs.
 
     Args:
         gamma, gae_lambda: discount and GAE lambda of the extrinsic stream.
@@ -81,6 +91,10 @@ class PPO(Agent):
         normalize_reward: scale extrinsic rewards by the running std of the discounted return,
             clipped to +-reward_clip.
         hidden: MLP widths for vector observations (images use the Nature CNN).
+        bonus_value_init_std: orthogonal-init gain of the value heads of the reward streams other
+            agents add (e.g. RND's intrinsic stream); None: like the extrinsic head's (1.0). A small
+            gain (CleanRL's RND: 0.01) starts a bonus stream's values near 0, so its early
+            advantages do not swamp a task the extrinsic stream alone would solve.
     """
 
     acts = True
@@ -107,6 +121,7 @@ class PPO(Agent):
         obs_clip: float = 10.0,
         reward_clip: float = 10.0,
         hidden: tuple[int, ...] = (64, 64),
+        bonus_value_init_std: float | None = None,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -116,6 +131,7 @@ class PPO(Agent):
         check_option(self.name, "clip_coef", clip_coef, 0.0)
         check_option(self.name, "obs_clip", obs_clip, 0.0)
         check_option(self.name, "reward_clip", reward_clip, 0.0)
+        check_option(self.name, "bonus_value_init_std", bonus_value_init_std, 0.0)
         self.gamma = gamma
         self.gae_lambda = gae_lambda
         self.ext_coef = ext_coef
@@ -130,6 +146,7 @@ class PPO(Agent):
         self.obs_clip = obs_clip
         self.reward_clip = reward_clip
         self.hidden = tuple(hidden)
+        self.bonus_value_init_std = bonus_value_init_std
         self.streams: tuple[RewardStream, ...] = ()
         self._defaults = DISCRETE_DEFAULTS
         self._fused_inference: FusedMLPs | None = None
@@ -152,7 +169,7 @@ class PPO(Agent):
                 f"agent {self.name!r} needs a Box observation space, got {obs_space}; "
                 "flatten or select it with a wrapper (rl_agents.envs does this for MiniGrid)"
             )
-        self._defaults = CONTINUOUS_DEFAULTS if isinstance(action_space, gym.spaces.Box) else DISCRETE_DEFAULTS
+        self._defaults = ppo_defaults(action_space)
         if self.lr is None:
             self.lr = self._defaults.lr
         if self.ent_coef is None:
@@ -174,11 +191,22 @@ class PPO(Agent):
             self.trunk: nn.Module = NatureCNN(obs_space)
             self.actor = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
             self.critic = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
+            self._init_bonus_value_heads(self.critic)
         else:
             self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
             self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
             self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
+            self._init_bonus_value_heads(self.critic[-1])
             self._fused_inference = FusedMLPs(self.actor, self.critic)
+
+    def _init_bonus_value_heads(self, head: nn.Module) -> None:
+        """Re-initialize the value-head rows of the streams other agents add (``bonus_value_init_std``)."""
+        if self.bonus_value_init_std is None:
+            return
+        with torch.no_grad():
+            for index, stream in enumerate(self.streams):
+                if stream.name != EXTRINSIC:
+                    nn.init.orthogonal_(head.weight[index : index + 1], self.bonus_value_init_std)
 
     def data_spec(self) -> DataSpec:
         policy_input = POLICY_OBS if self.normalize_obs else OBS
@@ -197,6 +225,9 @@ class PPO(Agent):
             "value": f"{self.vf_coef} x sum over streams of 0.5 * squared error ({clip})",
             "entropy": f"-{self.ent_coef} x policy entropy",
         }
+
+    def suggested_num_envs(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        return ppo_defaults(action_space).num_envs
 
     def suggested_schedule(self) -> OnPolicySchedule:
         return OnPolicySchedule(**vars(self._defaults.schedule))

@@ -211,6 +211,10 @@ class SAC(Agent):
             )
         return groups
 
+    def suggested_num_envs(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """One env: the suggested schedule's update-to-data ratio is the published one per env step."""
+        return 1
+
     def suggested_schedule(self) -> ReplaySchedule:
         return ReplaySchedule(
             buffer_size=1_000_000,

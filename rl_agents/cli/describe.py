@@ -31,6 +31,12 @@ def _schedule_text(trainer: Trainer) -> str:
     )
 
 
+def settings_line(trainer: Trainer, config: Any) -> str:
+    """One line: where the run's settings came from (config file, preset, defaults) and what they are."""
+    rates = ", ".join(f"{agent.name} {_learning_rates(trainer, agent.name)}" for agent in trainer.agents)
+    return f"settings: {config.origin or 'Python config'}; {_schedule_text(trainer)}; learning rates: {rates}"
+
+
 def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
     composition = trainer.learner.composition
     spaces = trainer.learner.spaces
@@ -41,6 +47,8 @@ def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
     header.add_row("observation space", str(spaces.observation_space))
     header.add_row("action space", str(spaces.action_space))
     header.add_row("acting agent", composition.acting.name)
+    if config is not None:
+        header.add_row("settings", config.origin or "Python config")
     header.add_row("schedule", _schedule_text(trainer))
     header.add_row("device", str(trainer.device))
     return Group(

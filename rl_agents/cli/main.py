@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -49,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _import_from_working_directory()
     try:
-        return int(args.handler(args) or 0)
+        with warnings_once(show_all=args.debug):
+            return int(args.handler(args) or 0)
     except Interrupted as interrupted:  # a second Ctrl-C / SIGTERM while stopping: leave without saving
         print(f"{interrupted}: exiting without saving", file=sys.stderr)
         return interrupted.exit_status
@@ -75,6 +79,29 @@ def _import_from_working_directory() -> None:
     ``--env my_envs:Corridor-v0``) are found in the current directory too, where the user keeps them."""
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+@contextlib.contextmanager
+def warnings_once(show_all: bool = False) -> Iterator[None]:
+    """Library warnings (gymnasium's "out of date" env ids, deprecations) as one plain line each on
+    stderr, each text once per command; ``show_all`` (--debug) leaves Python's own display alone."""
+    if show_all:
+        yield
+        return
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        text = _one_line(ANSI_ESCAPE.sub("", str(message))).removeprefix("WARN: ")
+        if text not in shown:
+            shown.add(text)
+            print(f"rl-agents: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # gymnasium colours its warnings
 
 
 def _is_user_error(error: Exception) -> bool:
@@ -135,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number,
         metavar="STEPS",
         help="every STEPS env steps, record one deterministic episode as RUN/videos/step_<STEP>.mp4 (kept on --resume)",
+    )
+    train.add_argument(
+        "--stop-at-return",
+        type=float,
+        metavar="RETURN",
+        help="stop once the mean return of the last 20 episodes reaches RETURN, saying when (kept on --resume)",
     )
     train.add_argument("--quiet", action="store_true", help="plain progress lines instead of a progress bar")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
@@ -227,7 +260,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from rl_agents.cli.describe import describe_trainer
 
     config = resolve_config(args)
-    config.trainer.num_envs = min(config.trainer.num_envs, 2)
     Console(markup=False, emoji=False).print(describe_trainer(make_trainer(config), config))
     return 0
 
@@ -262,6 +294,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("MuJoCo", "mujoco"),
         ("MiniGrid", "minigrid"),
         ("Atari (ale-py)", "ale_py"),
+        ("Box2D (LunarLander, BipedalWalker)", "Box2D"),
     ):
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)

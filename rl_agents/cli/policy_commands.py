@@ -16,6 +16,7 @@ import torch
 
 from rl_agents.checkpointing import DamagedCheckpointError
 from rl_agents.cli.errors import CommandError
+from rl_agents.envs import samples_when_evaluated
 from rl_agents.policy import Policy
 from rl_agents.policy.export import FORMATS, ExportError
 
@@ -28,9 +29,15 @@ def add_eval_command(commands: argparse._SubParsersAction, add_trust_code: AddTr
     evaluate.add_argument("--episodes", type=int, default=10)
     how = evaluate.add_mutually_exclusive_group()
     how.add_argument(
-        "--deterministic", action="store_true", help="greedy / mean actions (the default, as SB3's evaluate_policy)"
+        "--deterministic",
+        action="store_true",
+        help="greedy / mean actions (the default, as SB3's evaluate_policy, except on MiniGrid and Atari)",
     )
-    how.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead")
+    how.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="sample actions from the policy (the default on MiniGrid and Atari, as rl-zoo3 evaluates them)",
+    )
     evaluate.add_argument("--video", help="write env 0 as out.gif or out.mp4")
     evaluate.add_argument("--seed", type=int, default=12345)
     _add_skip_damaged(evaluate, "evaluates")
@@ -82,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else policy.make_env(min(recipe.num_envs, args.episodes))
     )
     frames: list | None = [] if args.video else None
-    deterministic = not args.stochastic
+    deterministic = args.deterministic or not (args.stochastic or samples_when_evaluated(recipe.env_id))
     try:
         result = evaluate_agent(
             policy.agent,
@@ -95,7 +102,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     finally:
         envs.close()
-    how = "deterministic actions; --stochastic samples" if deterministic else "sampled actions, --stochastic"
+    how = (
+        "deterministic actions; --stochastic samples"
+        if deterministic
+        else "sampled actions, --stochastic"
+        if args.stochastic
+        else "sampled actions, as rl-zoo3 evaluates MiniGrid and Atari policies; --deterministic for greedy ones"
+    )
     print(f"mean return over {args.episodes} episodes: {result.mean:.2f} +- {result.std:.2f} ({how})")
     print(f"checkpoint: {policy.checkpoint} (step {policy.global_step})")
     if frames:

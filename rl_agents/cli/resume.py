@@ -29,6 +29,7 @@ RESUMABLE: dict[str, str] = {
     "steps": "the run's step budget (learning-rate annealing and exploration schedules follow it)",
     "checkpoints": "how many periodic checkpoints the whole run gets",
     "video_every": "how often a video is recorded (videos never touch the training state)",
+    "stop_at_return": "the last-20 mean return at which training stops early",
     "device": "where the networks live (bit-exact continuation needs the same device type)",
     "trainer.log_interval": "how often metrics are logged",
     "trainer.max_env_restarts": "how many env failures are survived from the resume on",

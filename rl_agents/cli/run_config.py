@@ -17,7 +17,9 @@ from rl_agents.config import (
     load_preset,
     load_yaml,
     parse_agent_names,
+    preset_fits,
     preset_path,
+    with_num_envs,
 )
 
 
@@ -25,13 +27,12 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Config file, else the env's preset, then flags, then --set overrides."""
     if args.config:
         raw = load_yaml(args.config)
-        source = args.config
+        source = origin = args.config
     else:
         env_id = args.env or "CartPole-v1"
         learner = parse_agent_names(args.agents, source="command line")[0] if getattr(args, "agents", None) else None
         raw = load_preset(env_id, learner)
-        path = preset_path(env_id, learner)
-        source = f"preset {path.stem}" if path else "defaults"
+        source, origin = _preset_origin(env_id, learner)
     if getattr(args, "env", None):
         raw["env"] = args.env
     if getattr(args, "agents", None):
@@ -39,7 +40,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if not args.config:  # a preset's sections for agents not requested are dropped
             raw = {key: value for key, value in raw.items() if key not in AGENTS or key in names}
         raw["agents"] = args.agents
-    for flag in ("steps", "seed", "device", "checkpoints", "video_every"):  # each sets the key of its name
+    for flag in ("steps", "seed", "device", "checkpoints", "video_every", "stop_at_return"):  # each sets its key
         if getattr(args, flag, None) is not None:
             raw[flag] = getattr(args, flag)
     for pair in getattr(args, "env_kwargs", None) or []:  # --env-kwarg KEY=VALUE: as --set env_kwargs.KEY=VALUE
@@ -51,7 +52,23 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "workers", None) is not None:
         raw = apply_overrides(raw, [f"distributed.workers={args.workers}"])
     raw = with_ray_address(apply_overrides(raw, args.overrides), args)
-    return config_from_dict(raw, source=source)
+    config = config_from_dict(raw, source=source)
+    config.origin = origin
+    return with_num_envs(config)
+
+
+def _preset_origin(env_id: str, learner: str | None) -> tuple[str, str]:
+    """(what config errors name, what the run's settings line says) for a run without a config file."""
+    path = preset_path(env_id, learner)
+    if path is None:
+        return "defaults", f"no preset for {env_id}: the agents' defaults"
+    raw = load_yaml(path)
+    if not preset_fits(raw, learner):
+        return f"preset {path.stem}", (
+            f"no preset for {env_id} with {learner} (preset {path.stem} is for {raw.get('agents', 'ppo')}; "
+            f"its env and steps are kept): {learner}'s defaults"
+        )
+    return f"preset {path.stem}", f"preset {path.stem} ({path.name})"
 
 
 def with_ray_address(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

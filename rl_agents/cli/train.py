@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from rl_agents.checkpointing import (
     read_checkpoint,
     recover_checkpoints_dir,
 )
+from rl_agents.cli.describe import settings_line
 from rl_agents.cli.errors import CommandError, training_stopped
 from rl_agents.cli.resume import (
     ResumeRefused,
@@ -83,6 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
     _refuse_existing_run(run_dir)
     trainer = _build(config)  # before touching the run directory: bad input leaves nothing behind
+    say(settings_line(trainer, config))
     video = _periodic_video(config, run_dir, start_step=0)  # after it: a bad env id is named as such
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +136,7 @@ def _train_resumed(args: argparse.Namespace, run_dir: Path) -> int:
     as_written = config_to_dict(config_from_dict(raw, source=str(config_path), imports=imports))
     overrides = [
         f"{key}={getattr(args, key)}"
-        for key in ("steps", "device", "checkpoints", "video_every")
+        for key in ("steps", "device", "checkpoints", "video_every", "stop_at_return")
         if getattr(args, key) is not None
     ]
     raw = with_ray_address(apply_overrides(raw, overrides + args.overrides), args)
@@ -263,6 +266,7 @@ def _run(
         if video is not None:
             video(t)
 
+    target = ReturnTarget(config.stop_at_return)
     stop = StopSignals()
     try:
         with stop:
@@ -275,6 +279,7 @@ def _run(
                     on_update=after_update,
                     stop_requested=stop.requested,
                     save_on_error=run_dir / "checkpoints",
+                    stop_when=target.reached if config.stop_at_return is not None else None,
                 )
             except (NonFiniteError, EnvError, WorkerFailureError) as error:
                 raise CommandError(training_stopped(error, trainer, run_dir)) from error
@@ -301,8 +306,41 @@ def _run(
         return stop.exit_status
     plot = _plot_run(run_dir)
     _print_summary(trainer, run_dir, final, plot, video.directory if video is not None and video.written else None)
+    if config.stop_at_return is not None:
+        say(target.outcome(trainer))
     print(f"run directory: {run_dir}")  # unwrapped, for copying and for scripts
     return 0
+
+
+class ReturnTarget:
+    """``--stop-at-return``: whether the mean return of the last 20 episodes reached the target, and when."""
+
+    WINDOW = 20
+
+    def __init__(self, target: float | None):
+        self.target = target
+        self.started = time.perf_counter()
+        self.reached_at: tuple[int, float] | None = None  # (step, seconds) when it was reached
+
+    def reached(self, trainer: Any) -> bool:
+        if self.target is None or trainer.episodes.num_episodes < self.WINDOW:
+            return False
+        if trainer.recent_return(self.WINDOW) >= self.target and self.reached_at is None:
+            self.reached_at = (trainer.global_step, time.perf_counter() - self.started)
+        return self.reached_at is not None
+
+    def outcome(self, trainer: Any) -> str:
+        last = f"{trainer.recent_return(self.WINDOW):.2f}" if trainer.episodes.num_episodes else "-"
+        if self.reached_at is None:
+            return (
+                f"not solved: the last-{self.WINDOW} mean return is {last} at step {trainer.global_step:,}, "
+                f"below {self.target:g}"
+            )
+        step, seconds = self.reached_at
+        return (
+            f"solved at {step:,} steps in {seconds:.1f} s: the last-{self.WINDOW} mean return reached "
+            f"{last} (target {self.target:g})"
+        )
 
 
 def say(line: str) -> None:

@@ -1,5 +1,6 @@
 """Run configuration: the typed schema shared by the command line and Python, YAML presets, overrides."""
 
+from rl_agents.config.defaults import with_num_envs
 from rl_agents.config.schema import (
     ConfigError,
     DistributedConfig,
@@ -15,6 +16,7 @@ from rl_agents.config.schema import (
     load_yaml,
     make_config_envs,
     parse_agent_names,
+    preset_fits,
     preset_path,
     trainer_setting_types,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "load_yaml",
     "make_config_envs",
     "parse_agent_names",
+    "preset_fits",
     "preset_path",
     "trainer_setting_types",
+    "with_num_envs",
 ]

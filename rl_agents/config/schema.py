@@ -49,7 +49,7 @@ class TrainerConfig:
     names (what to do about NaN/inf updates and failed environments instead of stopping).
     """
 
-    num_envs: int = 4
+    num_envs: int | None = None  # None: the acting agent's suggestion for the env's spaces (see config.defaults)
     vectorization: str = "sync"
     log_interval: int | None = None
     skip_non_finite_updates: bool = False
@@ -101,6 +101,8 @@ class RunConfig:
     device: str = "cpu"
     checkpoints: int = 10  # periodic checkpoints over the run (the command line's --checkpoints)
     video_every: int | None = None  # steps between the run's videos (--video-every); None: no videos
+    # Stop once the mean return of the last 20 episodes reaches it (--stop-at-return); None: train all steps.
+    stop_at_return: float | None = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of gymnasium.make
@@ -109,6 +111,8 @@ class RunConfig:
     # or an import path in ``agents``); filled by config_from_dict, like the classes it resolved.
     agent_classes: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, type[Agent]] = field(default_factory=dict, repr=False, compare=False)
+    # Where the settings came from, for the run's first line: a config file, a preset, or the defaults.
+    origin: str = field(default="", compare=False)
 
     @property
     def agent_names(self) -> list[str]:
@@ -127,7 +131,7 @@ class RunConfig:
         return entries
 
 
-_NOT_KEYS = ("agent_options", "agent_classes", "resolved")  # fields that are not top-level keys of a config
+_NOT_KEYS = ("agent_options", "agent_classes", "resolved", "origin")  # fields that are not top-level keys of a config
 TOP_LEVEL_KEYS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _NOT_KEYS]
 # A run's config.yaml lists its resumes under this key: a record, not a setting (building ignores it).
 RESUME_HISTORY_KEY = "resumes"
@@ -218,8 +222,9 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
         out["distributed"] = dataclasses.asdict(config.distributed)
     if not config.env_kwargs:  # configs without env kwargs stay as they were
         del out["env_kwargs"]
-    if config.video_every is None:  # and so do runs without videos
-        del out["video_every"]
+    for optional in ("video_every", "stop_at_return"):  # and so do runs without videos or a target
+        if out[optional] is None:
+            del out[optional]
     for entry in config.agent_entries():
         out[entry.name] = section_of(entry, config.agent_options.get(entry.name, {}))
     return out
@@ -292,18 +297,21 @@ def list_presets() -> list[str]:
 def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
     """The preset tuned for ``env_id`` (and for ``agent`` as the learner, when one ships).
 
-    A preset tuned for another learner keeps only what does not depend on it: env, steps and the
-    number of envs."""
+    A preset tuned for another learner keeps only what does not depend on it: the env and its step
+    budget (the number of envs is the learner's: an off-policy learner's update-to-data ratio
+    depends on it)."""
     path = preset_path(env_id, agent)
     if path is None:
         return {"env": env_id}
     raw = load_yaml(path)
-    if agent is not None and parse_agent_names(raw.get("agents", RunConfig.agents))[0] != agent:
-        trainer = {
-            key: value for key, value in (raw.get("trainer") or {}).items() if key in ("num_envs", "vectorization")
-        }
-        raw = {"env": raw.get("env", env_id), "steps": raw.get("steps", RunConfig.steps), "trainer": trainer}
+    if not preset_fits(raw, agent):
+        raw = {"env": raw.get("env", env_id), "steps": raw.get("steps", RunConfig.steps)}
     return raw
+
+
+def preset_fits(raw: dict[str, Any], agent: str | None) -> bool:
+    """Whether a preset was tuned for ``agent`` as the learner (None: any learner: the preset's own)."""
+    return agent is None or parse_agent_names(raw.get("agents", RunConfig.agents))[0] == agent
 
 
 # ValueErrors that already are messages for the user; any other ValueError raised while building a
@@ -403,6 +411,8 @@ def _check_ranges(config: RunConfig, source: str) -> None:
         refuse("checkpoints", "between 1 and 100000", config.checkpoints)
     if config.video_every is not None and config.video_every < 1:
         refuse("video_every", ">= 1 (steps between videos) or null", config.video_every)
+    if config.stop_at_return is not None and not math.isfinite(config.stop_at_return):
+        refuse("stop_at_return", "a finite return or null", config.stop_at_return)
     if not 0 <= config.seed <= MAX_SEED:
         refuse("seed", f"between 0 and {MAX_SEED}", config.seed)
     if config.device != "auto":
@@ -421,7 +431,7 @@ def _check_ranges(config: RunConfig, source: str) -> None:
         problem = None if value is None else setting_problem(name, value)  # None: the agent's suggestion
         if problem is not None:
             raise ConfigError(f"{source}: trainer.{name} {problem}, got {show(value)}")
-    if trainer.num_envs > MAX_NUM_ENVS:
+    if trainer.num_envs is not None and trainer.num_envs > MAX_NUM_ENVS:
         refuse("trainer.num_envs", f"at most {MAX_NUM_ENVS}", trainer.num_envs)
     if trainer.vectorization not in VECTORIZATIONS:
         refuse("trainer.vectorization", " or ".join(map(repr, VECTORIZATIONS)), trainer.vectorization)

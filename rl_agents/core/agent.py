@@ -218,6 +218,12 @@ class Agent(nn.Module):
     def warmup(self, next_obs: torch.Tensor) -> None:
         """Receives the ``[steps, num_envs, ...]`` observations of the random-action warm-up."""
 
+    def suggested_num_envs(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """How many envs a run config without ``trainer.num_envs`` (no preset, no ``--num-envs``)
+        gives an acting agent for these spaces: what its published defaults assume. Asked of the
+        acting agent only, before its envs are built (the spaces come from one probe env)."""
+        return 4
+
     def suggested_schedule(self) -> OnPolicySchedule | ReplaySchedule | None:
         """An acting agent suggests the schedule its published defaults assume; a ReplaySchedule
         makes the Trainer train off-policy from a replay buffer."""

@@ -1,7 +1,7 @@
 """Environments: vector env creation per family, the errors of failing envs, their state in checkpoints."""
 
 from rl_agents.envs.errors import EnvCreationError, EnvError, IndexedEnv
-from rl_agents.envs.make import VECTORIZATIONS, env_factory_of, family_wrappers, make_envs
+from rl_agents.envs.make import VECTORIZATIONS, env_factory_of, family_wrappers, make_envs, samples_when_evaluated
 
 __all__ = [
     "VECTORIZATIONS",
@@ -10,5 +10,6 @@ __all__ = [
     "IndexedEnv",
     "env_factory_of",
     "family_wrappers",
+    "samples_when_evaluated",
     "make_envs",
 ]

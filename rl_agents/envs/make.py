@@ -29,6 +29,13 @@ def _env_family(env_id: str) -> str:
     return "gymnasium"
 
 
+def samples_when_evaluated(env_id: str) -> bool:
+    """Whether evaluating a policy on ``env_id`` samples its actions by default: on MiniGrid and Atari,
+    as rl-zoo3 evaluates them (a greedy policy can walk in circles in a gridworld, or repeat one move
+    in a game, where the policy it learned as a sampler does not); greedy actions elsewhere."""
+    return _env_family(env_id) in ("minigrid", "atari")
+
+
 def _register_family(family: str) -> None:
     try:
         if family == "minigrid":

@@ -62,6 +62,7 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import AutoresetMode
 
+from rl_agents.config.defaults import with_num_envs
 from rl_agents.config.schema import build_agents, make_config_envs, translated_build_errors
 from rl_agents.training.learner import EnvSpaces, Learner, resolve_device
 from rl_agents.training.ray_collectors import (
@@ -161,7 +162,7 @@ class DistributedTrainer(Trainer):
         worker builds the config's envs and agents (Ray starts on the first ``train``)."""
         if envs is not None:
             raise ValueError("a DistributedTrainer's workers build their own envs; envs= cannot be given")
-        build_agents(config)  # refuse a bad agent option here, before Ray starts
+        config = with_num_envs(config, build_agents(config))  # refuse a bad agent option here, before Ray starts
         with translated_build_errors():
             return cls(
                 functools.partial(make_config_envs, config),

@@ -14,6 +14,7 @@ import gymnasium as gym
 import torch
 
 from rl_agents.checkpointing import STATE_FILE, CheckpointError, read_checkpoint
+from rl_agents.config.defaults import with_num_envs
 from rl_agents.config.registry import AgentImports
 from rl_agents.config.schema import (
     ConfigError,
@@ -53,6 +54,7 @@ def build_from_config(
             "DistributedTrainer.from_config or rl_agents.training.make_trainer"
         )
     agents = build_agents(config)  # before the envs: nothing to close when an option is refused
+    config = with_num_envs(config, agents)
     own_envs = envs is None
     if envs is None:
         envs = make_config_envs(config)
