@@ -63,6 +63,7 @@ def run_ours(workload: speed.Workload, total_steps: int, seed: int) -> RunResult
         num_steps=speed.NUM_STEPS,
         num_epochs=speed.NUM_EPOCHS,
         num_minibatches=speed.NUM_MINIBATCHES,
+        anneal_lr=True,  # CleanRL's and SB3's side; PPO's own defaults for small grid views keep lr constant
     )
     trainer.episodes.window = None  # every episode: the result holds the whole run's returns
     seconds = timed(lambda: trainer.train(total_steps, progress=False))

@@ -1,15 +1,16 @@
 """``python -m benchmarks.zoo``: every shipped preset trained for its rl-zoo3 budget, then a final
-deterministic evaluation, in a table against rl-zoo3's published scores (``benchmarks/zoo_scores.py``).
+evaluation, in a table against rl-zoo3's published scores (``benchmarks/zoo_scores.py``).
 
     python -m benchmarks.zoo                                  # every preset, seeds 1-3, full budget (long)
     python -m benchmarks.zoo --presets CartPole-v1 CartPole-v1.dqn --seeds 1 --budget-fraction 0.1
     python -m benchmarks.zoo --jobs 2 --write BENCHMARKS.md   # two runs at once; the table into BENCHMARKS.md
 
 Each run trains the preset for ``steps * --budget-fraction`` env steps (rounded up to whole rollouts by
-the Trainer) with seed 1..N, then evaluates ``trainer.evaluate(--eval-episodes)``: deterministic actions
-on fresh envs. Every finished run is appended at once to the results file (one JSON line); a rerun skips
-the (preset, seed, budget fraction) runs already there, so an interrupted run loses only the runs in
-progress. Presets whose env family is not installed are skipped with one line saying why.
+the Trainer) with seed 1..N, then evaluates ``trainer.evaluate(--eval-episodes)`` on fresh envs, as
+rl-zoo3 evaluates: deterministic actions, sampled ones on MiniGrid and Atari (``samples_when_evaluated``).
+Every finished run is appended at once to the results file (one JSON line); a rerun skips the (preset,
+seed, budget fraction) runs already there, so an interrupted run loses only the runs in progress.
+Presets whose env family is not installed are skipped with one line saying why.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def budget_steps(preset_steps: int, fraction: float) -> int:
 def train_one(spec: RunSpec) -> dict[str, Any]:
     """Train one preset with one seed and evaluate it: the run's JSON record."""
     from rl_agents.config import RunConfig, config_from_dict, load_yaml
+    from rl_agents.envs import samples_when_evaluated
     from rl_agents.training import make_trainer
 
     torch.set_num_threads(1)
@@ -105,7 +107,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     trainer.envs.close()
     start = time.perf_counter()
-    evaluation = trainer.evaluate(spec.eval_episodes)  # deterministic, on fresh envs
+    deterministic = not samples_when_evaluated(config.env)  # as rl-zoo3 evaluates
+    evaluation = trainer.evaluate(spec.eval_episodes, deterministic=deterministic)  # on fresh envs
     last20 = trainer.recent_return(20)
     return {
         "preset": spec.preset,
@@ -261,7 +264,8 @@ def table(
         rows.append(table_row(preset, runs, seeds))
     note = [
         f"{datetime.date.today().isoformat()}, {machine()}, torch threads 1 per run: `{command}`.",
-        f"Eval: {eval_episodes} deterministic episodes per seed on fresh envs "
+        f"Eval: {eval_episodes} episodes per seed on fresh envs, deterministic actions (sampled on MiniGrid and "
+        "Atari, as rl-zoo3 evaluates them) "
         "after training; mean ± std over seeds (std of the seeds' means). Last-20: the mean return of the last 20 "
         "training episodes. s / run: seconds of the training call, mean over seeds.",
         "rl-zoo3: the published mean ± std of one trained agent (DLR-RM/rl-baselines3-zoo `benchmark.md`; its env id "

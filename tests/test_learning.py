@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rl_agents.config import config_from_dict, load_preset
+from rl_agents.config import config_from_dict, load_preset, with_num_envs
 from rl_agents.training import make_trainer
 from rl_agents.training.trainer import Trainer
 
@@ -70,3 +70,52 @@ def test_sac_swings_up_pendulum_with_its_preset_within_20k_steps() -> None:
     assert trainer.global_step <= 20_000
     assert np.mean(trainer.episodes.returns[-10:]) >= -250.0, f"last-10 mean {np.mean(trainer.episodes.returns[-10:])}"
     assert np.mean(trainer.episodes.returns[:5]) < -900.0  # it started from a policy that could not swing up
+
+
+# ---------------------------------------------------------------------------- defaults, presets, the demo
+def last_mean(trainer: Trainer, window: int = 20) -> float:
+    return float(np.mean(trainer.episodes.returns[-window:]))
+
+
+def test_ppo_defaults_open_the_door_in_doorkey_5x5_within_100k_steps() -> None:
+    """No preset: PPO's defaults for a small grid view (8 envs, rl-zoo3's MiniGrid schedule)."""
+    config = with_num_envs(config_from_dict({"env": "MiniGrid-DoorKey-5x5-v0", "agents": "ppo", "steps": 100_000}))
+    trainer = make_trainer(config)
+    assert trainer.num_envs == 8 and trainer.schedule.num_epochs == 10 and not trainer.schedule.anneal_lr
+    trainer.episodes.window = None  # every episode: the assertions read the first ones
+    trainer.train(config.steps, progress=False, stop_when=reached(0.9))
+    assert last_mean(trainer) >= 0.9, f"last-20 mean {last_mean(trainer)}"
+    assert np.mean(trainer.episodes.returns[:20]) < 0.3  # it started out mostly timing out
+
+
+def test_continuous_ppo_defaults_swing_up_pendulum_within_100k_steps() -> None:
+    """No preset: PPO's defaults for continuous actions (4 envs x 512 steps, lr 1e-3, normalization)."""
+    config = with_num_envs(config_from_dict({"env": "Pendulum-v1", "agents": "ppo", "steps": 100_000}))
+    trainer = make_trainer(config)
+    assert trainer.num_envs == 4 and trainer.schedule.num_steps == 512
+    trainer.episodes.window = None
+    trainer.train(config.steps, progress=False, stop_when=reached(-300.0))
+    assert last_mean(trainer) >= -300.0, f"last-20 mean {last_mean(trainer)}"
+    assert np.mean(trainer.episodes.returns[:20]) < -900.0  # it started from a policy that could not swing up
+
+
+def test_ppo_swings_acrobot_up_with_its_rl_zoo3_preset() -> None:
+    config = config_from_dict(load_preset("Acrobot-v1"))
+    trainer = make_trainer(config)
+    trainer.episodes.window = None
+    trainer.train(ACROBOT_BUDGET, progress=False, stop_when=reached(-100.0))
+    assert last_mean(trainer) >= -100.0, f"last-20 mean {last_mean(trainer)}"
+    assert np.mean(trainer.episodes.returns[:16]) < -400.0  # it started out failing to swing up
+
+
+ACROBOT_BUDGET = 200_000  # of the preset's 1M (rl-zoo3's budget)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_demo_solves_cartpole_on_every_seed(seed: int) -> None:
+    """`make demo`: PPO+RND with the CartPole preset, stopped at a last-20 mean of 475 (--stop-at-return)."""
+    raw = load_preset("CartPole-v1") | {"agents": "ppo+rnd", "steps": 100_000, "seed": seed, "stop_at_return": 475.0}
+    config = config_from_dict(raw)
+    trainer = make_trainer(config)
+    trainer.train(config.steps, progress=False, stop_when=reached(config.stop_at_return))
+    assert last_mean(trainer) >= 475.0, f"seed {seed}: last-20 mean {last_mean(trainer)} at step {trainer.global_step}"

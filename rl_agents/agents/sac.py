@@ -43,6 +43,7 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
+from rl_agents.core.colored_noise import ColoredNoise
 from rl_agents.core.nets import flat_dim
 from rl_agents.core.returns import replay_td_targets
 from rl_agents.core.schedules import ReplaySchedule
@@ -76,10 +77,14 @@ class SquashedGaussianActor(nn.Module):
         features = torch.relu(self.body(obs))
         return self.mean(features), self.log_std(features).clamp(*self.log_std_range)
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action in [-1, 1], its log-probability), reparameterized so gradients reach the actor."""
+    def sample(
+        self, obs: torch.Tensor, generator: torch.Generator | None, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action in [-1, 1], its log-probability), reparameterized so gradients reach the actor.
+        ``noise``: the standard normal values to use (e.g. colored exploration noise); None draws them."""
         mean, log_std = self(obs)
-        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator else mean.device)
+        if noise is None:
+            noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator else mean.device)
         noise = noise.to(mean.device)
         pre_squash = mean + log_std.exp() * noise
         action = torch.tanh(pre_squash)
@@ -117,6 +122,11 @@ class SAC(Agent):
         alpha: initial entropy temperature.
         autotune: learn the temperature toward ``target_entropy`` (default ``-dim(action)``).
         hidden: MLP widths of actor and critics.
+        colored_noise_beta: the color of the exploration noise when collecting (Eberhard et al. 2023):
+            0 draws SAC's own white noise; 1 (pink) keeps each env's actions leaning one way for a while
+            (what sparse-reward tasks like MountainCarContinuous need); 2 is red (Brownian-like). Only
+            collection changes, and only for a batch of all the run's envs (training samples white noise).
+        colored_noise_length: steps of colored noise drawn at once per env and action dimension.
     """
 
     acts = True
@@ -136,12 +146,16 @@ class SAC(Agent):
         hidden: tuple[int, ...] = (256, 256),
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
+        colored_noise_beta: float = 0.0,
+        colored_noise_length: int = 1000,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
         super().__init__(name=name, lr=lr, loss_weight=loss_weight)
         check_option(self.name, "gamma", gamma, 0.0, 1.0)
         check_option(self.name, "log_std_max", log_std_max, log_std_min)
+        check_option(self.name, "colored_noise_beta", colored_noise_beta, 0.0, 5.0)
+        check_option(self.name, "colored_noise_length", colored_noise_length, 2)
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.critic_lr = critic_lr
@@ -153,6 +167,8 @@ class SAC(Agent):
         self.target_entropy = target_entropy
         self.hidden = tuple(hidden)
         self.log_std_range = (log_std_min, log_std_max)
+        self.colored_noise_beta = colored_noise_beta
+        self.colored_noise_length = colored_noise_length
         self.streams: tuple[RewardStream, ...] = ()
 
     # ------------------------------------------------------------------ composition
@@ -175,6 +191,11 @@ class SAC(Agent):
         self.action_shape = tuple(space.shape)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, self.hidden, self.log_std_range)
         self.critics = nn.ModuleList([Critic(obs_dim, action_dim, num_streams, self.hidden) for _ in range(2)])
+        self.exploration_noise = (
+            ColoredNoise(ctx.num_envs, action_dim, self.colored_noise_beta, self.colored_noise_length)
+            if self.colored_noise_beta > 0
+            else None
+        )
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(self.initial_alpha)), requires_grad=self.autotune)
         if self.target_entropy is None:
@@ -249,7 +270,10 @@ class SAC(Agent):
         flat = self._flat(obs)
         if deterministic:
             return {ACTION: torch.tanh(self.actor(flat)[0])}
-        action, _ = self.actor.sample(flat, self.generator)
+        noise = None
+        if self.exploration_noise is not None and flat.shape[0] == self.exploration_noise.sequences.shape[0]:
+            noise = self.exploration_noise.sample(self.generator)
+        action, _ = self.actor.sample(flat, self.generator, noise)
         return {ACTION: action}
 
     def random_act(self, num_envs: int) -> Batch:

@@ -107,6 +107,15 @@ def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
 
 
+# Frames of at least this many pixels a side get the Nature CNN; smaller views the MiniGrid encoder.
+SMALL_VIEW_LIMIT = 36
+
+
+def is_small_grid_view(space: gym.Space) -> bool:
+    """Images smaller than 36 pixels a side: symbolic grid views such as MiniGrid's 7x7x3, not pictures."""
+    return is_image_space(space) and min(image_layout(space.shape)[1:3]) < SMALL_VIEW_LIMIT
+
+
 def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int, bool]:
     """Return (channels, height, width, channels_last) for an image observation shape."""
     if shape[-1] <= 4 and shape[0] > 4:
@@ -150,7 +159,7 @@ class NatureCNN(nn.Module):
     def __init__(self, observation_space: gym.spaces.Box, features: int | None = None):
         super().__init__()
         channels, height, width, self.channels_last = image_layout(observation_space.shape)
-        large = min(height, width) >= 36
+        large = min(height, width) >= SMALL_VIEW_LIMIT
         # Large uint8 frames are pixels: scale to [0, 1]. Small views are symbolic grids (MiniGrid's
         # object/colour/state indices 0-10), which /255 would squash to near zero.
         self.scale = 255.0 if large and observation_space.dtype == np.uint8 else 1.0
@@ -194,7 +203,7 @@ def conv_trunk(observation_space: gym.spaces.Box) -> tuple[nn.Sequential, int]:
     small views (MiniGrid 7x7) get three 2x2 convolutions without pooling.
     """
     channels, height, width, channels_last = image_layout(observation_space.shape)
-    if min(height, width) >= 36:
+    if min(height, width) >= SMALL_VIEW_LIMIT:
         convs = nature_convs(channels, nn.LeakyReLU)  # CleanRL / Burda et al.
     else:
         # Small views (MiniGrid 7x7): 2x2 kernels without pooling. Pooling (as in the policy's MiniGrid
