@@ -19,7 +19,7 @@ import torch
 from rl_agents.config import apply_overrides, config_from_dict, load_preset
 from rl_agents.training import make_trainer
 
-DEFAULT_ENVS = ["MiniGrid-MultiRoom-N4-S5-v0", "MiniGrid-DoorKey-8x8-v0", "MiniGrid-KeyCorridorS3R2-v0"]
+DEFAULT_ENVS = ["MiniGrid-MultiRoom-N4-S5-v1", "MiniGrid-DoorKey-8x8-v0", "MiniGrid-KeyCorridorS3R2-v0"]
 
 
 def run_once(env_id: str, agents: str, seed: int, steps: int, threshold: float) -> dict[str, float]:

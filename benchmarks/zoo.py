@@ -325,6 +325,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once, each in its own process")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON lines of finished runs ({RESULTS.name})")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN", help="write the table there (e.g. BENCHMARKS.md)")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train nothing: the table of the runs already recorded (a row says how many of the seeds ran)",
+    )
     args = parser.parse_args(argv)
     for name in ("seeds", "eval_episodes", "jobs"):
         if getattr(args, name) < 1:
@@ -363,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = pending(specs, read_records(args.results))
     if len(todo) < len(specs):
         print(f"{len(specs) - len(todo)} of {len(specs)} runs already in {args.results}: skipped", flush=True)
-    run_all(todo, args.jobs, args.results)
+    if args.table_only:
+        print(f"--table-only: {len(todo)} runs not trained", flush=True)
+    else:
+        run_all(todo, args.jobs, args.results)
     block = table(
         presets,
         read_records(args.results),

@@ -14,7 +14,7 @@ import yaml
 
 from rl_agents import A2C, DQN, PPO, RND, SAC
 from rl_agents.cli.main import warnings_once
-from rl_agents.config import ConfigError, config_from_dict, load_preset, with_num_envs
+from rl_agents.config import ConfigError, config_from_dict, load_preset, make_config_envs, with_num_envs
 from rl_agents.core.agent import Agent, ContractError
 from rl_agents.envs import samples_when_evaluated
 from rl_agents.training import make_trainer
@@ -45,16 +45,19 @@ def test_a_config_without_num_envs_takes_the_acting_agents_suggestion_for_the_en
     continuous = with_num_envs(config_from_dict({"env": "Pendulum-v1", "agents": "ppo"}))
     off_policy = with_num_envs(config_from_dict({"env": "Pendulum-v1", "agents": "sac"}))
     assert (discrete.trainer.num_envs, continuous.trainer.num_envs, off_policy.trainer.num_envs) == (8, 4, 1)
+    with pytest.raises(ConfigError, match="trainer.num_envs is not set: rl_agents.config.with_num_envs"):
+        make_config_envs(config_from_dict({"env": "CartPole-v1"}))  # unresolved: said, not a TypeError
     given = config_from_dict({"env": "CartPole-v1", "trainer": {"num_envs": 3}})
     assert with_num_envs(given) is given  # a number given is kept
     trainer = make_trainer(config_from_dict({"env": "Pendulum-v1", "agents": "ppo", "steps": 10}))
     assert trainer.num_envs == 4 and trainer.run_config["trainer"]["num_envs"] == 4  # recorded as resolved
 
 
-def test_continuous_ppo_defaults_collect_2048_steps_per_rollout_at_lr_1e_3() -> None:
+def test_continuous_ppo_defaults_collect_1024_steps_per_rollout_at_lr_1e_3() -> None:
     ppo = bind_standalone(PPO(), BOX_OBS, BOX_ACTIONS)
     schedule = ppo.suggested_schedule()
-    assert (schedule.num_steps * ppo.suggested_num_envs(BOX_OBS, BOX_ACTIONS), schedule.num_epochs) == (2048, 10)
+    assert (schedule.num_steps * ppo.suggested_num_envs(BOX_OBS, BOX_ACTIONS), schedule.num_epochs) == (1024, 10)
+    assert schedule.num_steps * 4 // schedule.num_minibatches == 64  # minibatches of 64, as CleanRL's
     assert (ppo.lr, ppo.normalize_obs, ppo.normalize_reward) == (1e-3, True, True)
 
 

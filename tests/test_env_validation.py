@@ -356,7 +356,8 @@ def test_the_cli_stops_with_one_line_and_status_2_on_a_corrupt_env(tmp_path: Pat
     assert result.returncode == 2, result.stderr
     # Both envs' 12th step is the 14th vector step (one reset step after each 5-step episode):
     # training stops at step 26, after one update (16 steps) and 5 good vector steps.
-    *progress, error = result.stderr.splitlines()
+    settings, *progress, error = result.stderr.splitlines()
+    assert settings.startswith("settings: no preset for RlAgentsTestStringReward-v0"), result.stderr
     assert error == (
         "rl-agents: error: training stopped at step 26: env 0 returned a reward of '1.5' (str) from step; "
         "expected a number (bool, int or float); the last good state was saved to "

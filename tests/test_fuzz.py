@@ -543,7 +543,8 @@ class Outcome:
 
     def error_lines(self) -> list[str]:
         lines = [line for line in self.stderr.splitlines() if line.strip()]
-        return [line for line in lines if not PROGRESS_LINE.match(line)]
+        # progress lines, and the run's settings line (printed once it starts), are not errors
+        return [line for line in lines if not PROGRESS_LINE.match(line) and not line.startswith("settings: ")]
 
 
 @contextlib.contextmanager

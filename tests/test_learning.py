@@ -89,10 +89,10 @@ def test_ppo_defaults_open_the_door_in_doorkey_5x5_within_100k_steps() -> None:
 
 
 def test_continuous_ppo_defaults_swing_up_pendulum_within_100k_steps() -> None:
-    """No preset: PPO's defaults for continuous actions (4 envs x 512 steps, lr 1e-3, normalization)."""
+    """No preset: PPO's defaults for continuous actions (4 envs x 256 steps, lr 1e-3, normalization)."""
     config = with_num_envs(config_from_dict({"env": "Pendulum-v1", "agents": "ppo", "steps": 100_000}))
     trainer = make_trainer(config)
-    assert trainer.num_envs == 4 and trainer.schedule.num_steps == 512
+    assert trainer.num_envs == 4 and trainer.schedule.num_steps == 256
     trainer.episodes.window = None
     trainer.train(config.steps, progress=False, stop_when=reached(-300.0))
     assert last_mean(trainer) >= -300.0, f"last-20 mean {last_mean(trainer)}"
@@ -119,3 +119,12 @@ def test_the_demo_solves_cartpole_on_every_seed(seed: int) -> None:
     trainer = make_trainer(config)
     trainer.train(config.steps, progress=False, stop_when=reached(config.stop_at_return))
     assert last_mean(trainer) >= 475.0, f"seed {seed}: last-20 mean {last_mean(trainer)} at step {trainer.global_step}"
+
+
+def test_sac_drives_up_mountain_car_continuous_with_its_preset_and_pink_noise() -> None:
+    config = config_from_dict(load_preset("MountainCarContinuous-v0"))
+    assert config.steps == 50_000 and config.agent_options["sac"]["colored_noise_beta"] == 1.0
+    trainer = make_trainer(config)
+    trainer.episodes.window = None
+    trainer.train(config.steps, progress=False, stop_when=reached(90.0))
+    assert last_mean(trainer) >= 90.0, f"last-20 mean {last_mean(trainer)} at step {trainer.global_step}"

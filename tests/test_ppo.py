@@ -88,23 +88,30 @@ def test_ppo_normalizes_advantages_per_minibatch() -> None:
     assert float(terms_raw["policy"]) == pytest.approx(-20.0, rel=1e-5)
 
 
-def test_ppo_defaults_follow_cleanrl_for_the_action_space() -> None:
+def test_ppo_defaults_follow_the_spaces() -> None:
     discrete = bind_standalone(PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
     assert (discrete.lr, discrete.ent_coef, discrete.normalize_obs) == (2.5e-4, 0.01, False)
-    assert vars(discrete.suggested_schedule()) == dict(
+    assert vars(discrete.suggested_schedule()) == dict(  # CleanRL's ppo.py
         num_steps=128, num_epochs=4, num_minibatches=4, max_grad_norm=0.5, anneal_lr=True
     )
+    grid = bind_standalone(PPO(), gym.spaces.Box(0, 10, (7, 7, 3), np.uint8), gym.spaces.Discrete(7))
+    assert (grid.lr, grid.ent_coef, grid.normalize_obs) == (2.5e-4, 0.01, False)
+    assert vars(grid.suggested_schedule()) == dict(  # rl-zoo3's MiniGrid schedule
+        num_steps=128, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=False
+    )
+    atari = bind_standalone(PPO(), gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+    assert atari.suggested_schedule().num_epochs == 4  # a picture, not a grid view: CleanRL's
     continuous = bind_standalone(
         PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
     )
     assert (continuous.lr, continuous.ent_coef, continuous.normalize_obs, continuous.normalize_reward) == (
-        3e-4,
+        1e-3,
         0.0,
         True,
         True,
     )
     assert vars(continuous.suggested_schedule()) == dict(
-        num_steps=2048, num_epochs=10, num_minibatches=32, max_grad_norm=0.5, anneal_lr=True
+        num_steps=256, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=True
     )
 
 

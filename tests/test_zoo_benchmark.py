@@ -107,6 +107,11 @@ def test_rerun_skips_runs_already_recorded(tmp_path: Path, monkeypatch, capsys) 
         ("CartPole-v1", 1, 0.25),
         ("CartPole-v1", 2, 0.25),
     ]
+    trained.clear()
+    assert zoo.main([*args, "--presets", "CartPole-v1", "--seeds", "4", "--table-only"]) == 0  # no training
+    out = capsys.readouterr().out
+    assert trained == [] and "--table-only: 1 runs not trained" in out
+    assert "| CartPole-v1 | ppo | 1,000 (1% of 100,000) | 3 of 4 |" in out
 
 
 def test_published_scores() -> None:

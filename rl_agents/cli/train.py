@@ -85,7 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {str(run_dir)!r} is a file, not a directory")
     _refuse_existing_run(run_dir)
     trainer = _build(config)  # before touching the run directory: bad input leaves nothing behind
-    say(settings_line(trainer, config))
     video = _periodic_video(config, run_dir, start_step=0)  # after it: a bad env id is named as such
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _note_stale_lock(lock)
         _refuse_existing_run(run_dir)  # another process may have started it meanwhile
         write_text_atomically(run_dir / "config.yaml", _config_yaml(config, []))
+        say(settings_line(trainer, config))  # once the run exists: where its settings came from
         return _run(trainer, config, run_dir, args, video)
 
 

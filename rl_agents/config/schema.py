@@ -350,6 +350,10 @@ def build_agents(config: RunConfig) -> list[Agent]:
 
 def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
     """The vector env a config describes (each worker's, when distributed)."""
+    if config.trainer.num_envs is None:
+        raise ConfigError(
+            "trainer.num_envs is not set: rl_agents.config.with_num_envs(config) sets the acting agent's suggestion"
+        )
     try:
         return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization, **config.env_kwargs)
     except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D

@@ -280,7 +280,8 @@ class Trainer:
     ) -> EvaluationResult:
         """Mean and spread of the acting agent's return over ``episodes`` fresh episodes, without
         training or moving normalizer statistics. Actions are greedy / the mean, as Stable-Baselines3's
-        ``evaluate_policy`` takes them (``deterministic=False`` samples, e.g. DQN's epsilon-greedy).
+        ``evaluate_policy`` takes them (``deterministic=False`` samples, e.g. DQN's epsilon-greedy; ``rl-agents
+        eval`` samples on MiniGrid and Atari, as rl-zoo3 does: ``rl_agents.envs.samples_when_evaluated``).
         ``envs`` defaults to new envs from the run config; ``frames`` collects env 0's renders (envs
         made with ``render_mode="rgb_array"``)."""
         from rl_agents.evaluation import evaluate_agent
