@@ -32,8 +32,9 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -236,8 +237,16 @@ def workload_description(name: str, workload: Workload, total_steps: int) -> str
     return f"workload {name}: {workload.env_id}, 1 env, {settings}; {total_steps} steps per run"
 
 
-def run_workload(workload: Workload, total_steps: int, seed: int, threads: int, console: Console) -> list[RunResult]:
-    runners: list[Callable[[Workload, int, int], RunResult]] = [run_ours, run_sb3]
+def run_workload(
+    workload: Any,
+    total_steps: int,
+    seed: int,
+    threads: int,
+    console: Console,
+    runners: Sequence[Callable[[Any, int, int], RunResult]] | None = None,
+) -> list[RunResult]:
+    """Each runner (default: ours, then SB3) on ``workload`` with the same seed and torch threads."""
+    runners = [run_ours, run_sb3] if runners is None else runners
     results: list[RunResult] = []
     for runner in runners:
         torch.set_num_threads(threads)  # the same for both libraries, whatever a run left behind
@@ -251,27 +260,23 @@ def run_workload(workload: Workload, total_steps: int, seed: int, threads: int, 
     return results
 
 
-def summary_table(rows: list[tuple[str, int, RunResult, RunResult]]) -> Table:
+def summary_table(
+    rows: list[tuple[str, int, RunResult, RunResult]], kind: str = "Off-policy", times: bool = False
+) -> Table:
+    """Ours against SB3 per workload: steps/s and their ratio, (``times``: wall seconds,) final returns."""
     table = Table(
-        title=f"Off-policy training speed (steps/s, higher is better), final return (last {RETURN_WINDOW} episodes)"
+        title=f"{kind} training speed (steps/s, higher is better), final return (last {RETURN_WINDOW} episodes)"
     )
+    columns = ["ours steps/s", "SB3 steps/s", "ratio"] + (["ours time (s)", "SB3 time (s)"] if times else [])
     table.add_column("workload")
-    table.add_column("steps", justify="right")
-    table.add_column("ours steps/s", justify="right")
-    table.add_column("SB3 steps/s", justify="right")
-    table.add_column("ratio", justify="right")
-    table.add_column("ours return", justify="right")
-    table.add_column("SB3 return", justify="right")
+    for column in ["steps", *columns, "ours return", "SB3 return"]:
+        table.add_column(column, justify="right")
     for name, steps, ours, sb3 in rows:
-        table.add_row(
-            name,
-            str(steps),
-            f"{ours.steps_per_second:.0f}",
-            f"{sb3.steps_per_second:.0f}",
-            f"{ours.steps_per_second / sb3.steps_per_second:.2f}x",
-            f"{ours.final_return:.1f}",
-            f"{sb3.final_return:.1f}",
-        )
+        cells = [f"{ours.steps_per_second:.0f}", f"{sb3.steps_per_second:.0f}"]
+        cells.append(f"{ours.steps_per_second / sb3.steps_per_second:.2f}x")
+        if times:
+            cells += [f"{ours.seconds:.1f}", f"{sb3.seconds:.1f}"]
+        table.add_row(name, str(steps), *cells, f"{ours.final_return:.1f}", f"{sb3.final_return:.1f}")
     return table
 
 

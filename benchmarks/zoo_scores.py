@@ -125,6 +125,11 @@ _ROWS: tuple[tuple[str, str, float, float, int], ...] = (
     ("sac", "Pendulum-v1", -156.995, 88.714, 20_000),
     ("sac", "Swimmer-v3", 345.568, 3.084, 1_000_000),
     ("sac", "Walker2d-v3", 3863.203, 254.347, 1_000_000),
+    # The zoo's ppo_lstm (SB3-contrib RecurrentPPO) on velocity-masked tasks: our PPO with memory, which
+    # the NoVel presets use, is compared with them.
+    ("ppo", "CartPoleNoVel-v1", 500.0, 0.0, 100_000),
+    ("ppo", "PendulumNoVel-v1", -217.933, 140.094, 100_000),
+    ("ppo", "MountainCarContinuousNoVel-v0", 91.469, 1.776, 300_000),
 )
 
 ZOO_SCORES: dict[tuple[str, str], ZooScore] = {

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 
 from rl_agents.core.agent import Agent
+from rl_agents.core.memory import CarriedState, episode_starts_after_step
 from rl_agents.envs.spaces import observation_tensor_dtype
 
 
@@ -42,7 +44,8 @@ def evaluate_agent(
     (normalizers stop updating) and restored afterwards. Rendered frames of env 0 are appended to
     ``frames`` when it is given (the envs must use ``render_mode="rgb_array"``), one per step.
     ``max_steps`` caps the vector steps (a video's length): if it cuts the run short, the episodes
-    still running count with what they have so far, after the finished ones."""
+    still running count with what they have so far, after the finished ones. An agent with memory
+    starts every episode from its initial carried state."""
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     was_training = agent.training
@@ -53,6 +56,8 @@ def evaluate_agent(
     running_length = np.zeros(envs.num_envs, dtype=np.int64)
     reset_pending = np.zeros(envs.num_envs, dtype=bool)
     obs_dtype = observation_tensor_dtype(envs.single_observation_space)
+    memory = CarriedState(agent, envs.num_envs, device)
+    autoreset_mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     steps = 0
     try:
         obs, _ = envs.reset(seed=seed)
@@ -61,7 +66,7 @@ def evaluate_agent(
                 rendered = envs.render()
                 frames.append(np.asarray(rendered[0] if isinstance(rendered, (list, tuple)) else rendered))
             with torch.inference_mode():
-                outputs = agent.act(
+                outputs = memory.act(
                     torch.as_tensor(np.asarray(obs), device=device).to(obs_dtype), deterministic=deterministic
                 )
                 action = agent.env_action(outputs).cpu().numpy()
@@ -76,7 +81,10 @@ def evaluate_agent(
                 lengths.append(int(running_length[index]))
             running_return[done] = 0.0
             running_length[done] = 0
-            reset_pending = terminated | truncated
+            memory.reset(episode_starts_after_step(autoreset_mode, terminated | truncated, ~valid))
+            reset_pending = (
+                terminated | truncated if autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(reset_pending)
+            )
     finally:
         agent.train(was_training)
     if len(returns) < episodes:  # cut by max_steps: the episodes in progress (one just reset has no steps yet)

@@ -92,12 +92,12 @@ def test_ppo_defaults_follow_the_spaces() -> None:
     discrete = bind_standalone(PPO(), gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
     assert (discrete.lr, discrete.ent_coef, discrete.normalize_obs) == (2.5e-4, 0.01, False)
     assert vars(discrete.suggested_schedule()) == dict(  # CleanRL's ppo.py
-        num_steps=128, num_epochs=4, num_minibatches=4, max_grad_norm=0.5, anneal_lr=True
+        num_steps=128, num_epochs=4, num_minibatches=4, max_grad_norm=0.5, anneal_lr=True, sequence_minibatches=False
     )
     grid = bind_standalone(PPO(), gym.spaces.Box(0, 10, (7, 7, 3), np.uint8), gym.spaces.Discrete(7))
     assert (grid.lr, grid.ent_coef, grid.normalize_obs) == (2.5e-4, 0.0, False)
     assert vars(grid.suggested_schedule()) == dict(  # rl-zoo3's MiniGrid schedule
-        num_steps=128, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=False
+        num_steps=128, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=False, sequence_minibatches=False
     )
     atari = bind_standalone(PPO(), gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
     assert atari.suggested_schedule().num_epochs == 4  # a picture, not a grid view: CleanRL's
@@ -111,7 +111,7 @@ def test_ppo_defaults_follow_the_spaces() -> None:
         True,
     )
     assert vars(continuous.suggested_schedule()) == dict(
-        num_steps=256, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=True
+        num_steps=256, num_epochs=10, num_minibatches=16, max_grad_norm=0.5, anneal_lr=True, sequence_minibatches=False
     )
 
 

@@ -114,13 +114,16 @@ def test_next_state_values_evaluates_episode_ends_and_the_last_step() -> None:
     next_obs = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]]).unsqueeze(-1)  # [T, N, obs 1]
     done = torch.tensor([[False, True], [False, False], [False, False]])
     seen: list[list[float]] = []
+    indices: list[tuple[list[int], list[int]]] = []
 
-    def value_of(rows: torch.Tensor) -> torch.Tensor:
+    def value_of(rows: torch.Tensor, index: tuple[torch.Tensor, ...]) -> torch.Tensor:
         seen.append(rows.squeeze(-1).tolist())
+        indices.append((index[0].tolist(), index[1].tolist()))
         return (rows + 0.5).double()  # cast back to the values' dtype
 
     next_values = next_state_values(values, done, next_obs, value_of)
     assert seen == [[20.0, 50.0, 60.0]]  # (t=0, env 1) ended; t=2 is the rollout's last step
+    assert indices == [([0, 2, 2], [1, 0, 1])]  # (steps, envs) of those rows: where a carried state is taken
     assert next_values.squeeze(-1).tolist() == [[3.0, 20.5], [5.0, 6.0], [50.5, 60.5]]
     assert next_values.dtype == torch.float32
     assert done.tolist() == [[False, True], [False, False], [False, False]]  # not modified

@@ -203,7 +203,7 @@ class A2C(Agent):
         terminated = batch[TERMINATED]
         done = terminated | batch[TRUNCATED]
         valid = batch[VALID]
-        next_values = next_state_values(values, done, batch[NEXT_OBS], self.value)
+        next_values = next_state_values(values, done, batch[NEXT_OBS], lambda next_obs, _index: self.value(next_obs))
         advantages, returns, metrics = stream_advantages(
             values,
             next_values,

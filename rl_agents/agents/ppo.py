@@ -17,9 +17,11 @@ from torch import nn
 
 from rl_agents.core.agent import (
     ACTION,
+    EPISODE_START,
     EXTRINSIC,
     NEXT_OBS,
     OBS,
+    SEQUENCE_VALID,
     TERMINATED,
     TRUNCATED,
     VALID,
@@ -30,11 +32,15 @@ from rl_agents.core.agent import (
     EnvContext,
     Metrics,
     RewardStream,
+    carried_key,
     check_option,
+    next_carried_key,
+    sequence_key,
 )
 from rl_agents.core.distributions import ActionHead, make_action_head
 from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, is_small_grid_view, layer_init, mlp
 from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.recurrent import MEMORY_KINDS, RecurrentCore
 from rl_agents.core.returns import next_state_values, stream_advantages
 from rl_agents.core.schedules import OnPolicySchedule
 
@@ -74,6 +80,12 @@ GRID_DEFAULTS = _Defaults(
 )
 
 
+# With memory, minibatches are whole env sequences (CleanRL's ppo_atari_lstm.py: 8 envs in 4 minibatches
+# of 2 envs' full rollouts); more minibatches than envs are lowered to the number of envs.
+MEMORY_NUM_MINIBATCHES = 4
+CRITIC_STATE = "critic_"  # names of the critic core's carried state (critic_memory): critic_h, critic_c
+
+
 def ppo_defaults(observation_space: gym.Space, action_space: gym.Space) -> _Defaults:
     """The defaults for the spaces: continuous actions, discrete actions on a small grid view, or discrete."""
     if isinstance(action_space, gym.spaces.Box):
@@ -102,11 +114,19 @@ class PPO(Agent):
         normalize_obs: running mean/std observation normalization, clipped to +-obs_clip.
         normalize_reward: scale extrinsic rewards by the running std of the discounted return,
             clipped to +-reward_clip.
-        hidden: MLP widths for vector observations (images use the Nature CNN).
-        bonus_value_init_std: orthogonal-init gain of the value heads of the reward streams other
-            agents add (e.g. RND's intrinsic stream); None: like the extrinsic head's (1.0). A small
-            gain (CleanRL's RND: 0.01) starts a bonus stream's values near 0, so its early
-            advantages do not swamp a task the extrinsic stream alone would solve.
+        hidden: MLP widths for vector observations (images use the Nature CNN); with memory, the
+            widths of the actor's and critic's MLPs on top of the recurrent core.
+        memory: None, "lstm" or "gru": a recurrent core between the observation encoder (identity for
+            vector observations, the CNN for images) and the actor and critic heads. Its state is
+            carried between steps and reset at episode starts, and the loss replays whole env
+            sequences from the state stored at the rollout's start (the schedule it suggests has
+            ``sequence_minibatches``). Orthogonal weights, zero biases, as CleanRL's ``ppo_atari_lstm.py``.
+        memory_size: the recurrent core's width.
+        critic_memory: give the critic a recurrent core of its own (as SB3-contrib's RecurrentPPO,
+            ``enable_critic_lstm``), the default; False shares the actor's core (as CleanRL), at half
+            the recurrent compute, and lets the value loss shape the policy's memory. On position-only
+            CartPole with rl-zoo3's settings the separate core solved the task and the shared one did
+            not (BENCHMARKS.md, "Memory").
     """
 
     acts = True
@@ -134,6 +154,9 @@ class PPO(Agent):
         reward_clip: float = 10.0,
         hidden: tuple[int, ...] = (64, 64),
         bonus_value_init_std: float | None = None,
+        memory: str | None = None,
+        memory_size: int = 128,
+        critic_memory: bool = True,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -144,6 +167,12 @@ class PPO(Agent):
         check_option(self.name, "obs_clip", obs_clip, 0.0)
         check_option(self.name, "reward_clip", reward_clip, 0.0)
         check_option(self.name, "bonus_value_init_std", bonus_value_init_std, 0.0)
+        check_option(self.name, "memory_size", memory_size, 1)
+        if memory is not None and memory not in MEMORY_KINDS:
+            raise ValueError(
+                f"agent {self.name!r}: memory must be one of {', '.join(map(repr, MEMORY_KINDS))} or None, "
+                f"got {memory!r}"
+            )
         self.gamma = gamma
         self.gae_lambda = gae_lambda
         self.ext_coef = ext_coef
@@ -159,6 +188,11 @@ class PPO(Agent):
         self.reward_clip = reward_clip
         self.hidden = tuple(hidden)
         self.bonus_value_init_std = bonus_value_init_std
+        self.memory = memory
+        self.memory_size = int(memory_size)
+        self.critic_memory = critic_memory
+        self.core: RecurrentCore | None = None
+        self.critic_core: RecurrentCore | None = None
         self.streams: tuple[RewardStream, ...] = ()
         self._defaults = DISCRETE_DEFAULTS
         self._fused_inference: FusedMLPs | None = None
@@ -199,7 +233,9 @@ class PPO(Agent):
             self.reward_scaler = ReturnScaler(ctx.num_envs, self.gamma)
 
     def _build_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
-        if is_image_space(obs_space):
+        if self.memory is not None:
+            self._build_recurrent_networks(obs_space, action_dim, num_streams)
+        elif is_image_space(obs_space):
             self.trunk: nn.Module = NatureCNN(obs_space)
             self.actor = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
             self.critic = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
@@ -211,6 +247,22 @@ class PPO(Agent):
             self._init_bonus_value_heads(self.critic[-1])
             self._fused_inference = FusedMLPs(self.actor, self.critic)
 
+    def _build_recurrent_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
+        """Encoder -> LSTM/GRU -> actor and critic heads (linear on images, MLPs of ``hidden`` otherwise)."""
+        assert self.memory is not None
+        if is_image_space(obs_space):
+            self.trunk = NatureCNN(obs_space)
+            input_dim, head_hidden = self.trunk.out_dim, ()
+        else:
+            self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
+            input_dim, head_hidden = flat_dim(obs_space), self.hidden
+        self.core = RecurrentCore(self.memory, input_dim, self.memory_size)
+        if self.critic_memory:
+            self.critic_core = RecurrentCore(self.memory, input_dim, self.memory_size)
+        self.actor = mlp(self.memory_size, head_hidden, action_dim, out_std=0.01)
+        self.critic = mlp(self.memory_size, head_hidden, num_streams, out_std=1.0)
+        self._init_bonus_value_heads(self.critic[-1] if isinstance(self.critic, nn.Sequential) else self.critic)
+
     def _init_bonus_value_heads(self, head: nn.Module) -> None:
         """Re-initialize the value-head rows of the streams other agents add (``bonus_value_init_std``)."""
         if self.bonus_value_init_std is None:
@@ -220,13 +272,29 @@ class PPO(Agent):
                 if stream.name != EXTRINSIC:
                     nn.init.orthogonal_(head.weight[index : index + 1], self.bonus_value_init_std)
 
+    def carried_state(self) -> dict[str, tuple[int, ...]]:
+        if self.core is None:
+            return {}
+        critic = {} if self.critic_core is None else self.critic_core.state_shapes()
+        return {**self.core.state_shapes(), **{CRITIC_STATE + name: shape for name, shape in critic.items()}}
+
     def data_spec(self) -> DataSpec:
         policy_input = POLICY_OBS if self.normalize_obs else OBS
         act_outputs = {ACTION, LOGPROB, VALUES} | ({POLICY_OBS} if self.normalize_obs else set())
         needs = {policy_input, ACTION, LOGPROB, VALUES, NEXT_OBS, TERMINATED, TRUNCATED, VALID}
         needs |= {stream.key for stream in self.streams}
+        sequence_needs: set[str] = set()
+        if self.core is not None:
+            carried = {carried_key(name) for name in self.carried_state()}
+            next_carried = {next_carried_key(name) for name in self.carried_state()}
+            act_outputs |= next_carried  # the state after each step: bootstrap values of truncated episodes
+            needs |= carried | next_carried | {EPISODE_START}
+            sequence_needs = {policy_input, EPISODE_START} | carried
         return DataSpec(
-            needs=frozenset(needs), provides=frozenset({ADVANTAGES, RETURNS}), act_outputs=frozenset(act_outputs)
+            needs=frozenset(needs),
+            provides=frozenset({ADVANTAGES, RETURNS}),
+            act_outputs=frozenset(act_outputs),
+            sequence_needs=frozenset(sequence_needs),
         )
 
     def loss_terms(self) -> dict[str, str]:
@@ -242,7 +310,11 @@ class PPO(Agent):
         return ppo_defaults(observation_space, action_space).num_envs
 
     def suggested_schedule(self) -> OnPolicySchedule:
-        return OnPolicySchedule(**vars(self._defaults.schedule))
+        schedule = OnPolicySchedule(**vars(self._defaults.schedule))
+        if self.memory is not None:
+            schedule.sequence_minibatches = True
+            schedule.num_minibatches = MEMORY_NUM_MINIBATCHES
+        return schedule
 
     # ------------------------------------------------------------------ acting
     def _policy_input(self, obs: torch.Tensor, update_stats: bool) -> torch.Tensor:
@@ -259,10 +331,45 @@ class PPO(Agent):
     def value(self, policy_obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.trunk(policy_obs))
 
+    def _recurrent_step(self, policy_obs: torch.Tensor, state: Batch) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+        """One step of rows from ``state``: the actor's and the critic's inputs, and the next state."""
+        assert self.core is not None
+        features = self.trunk(policy_obs)
+        actor_in, next_state = self.core.step(features, _state_of(state, self.core, ""))
+        if self.critic_core is None:
+            return actor_in, actor_in, next_state
+        critic_in, critic_state = self.critic_core.step(features, _state_of(state, self.critic_core, CRITIC_STATE))
+        next_state.update({CRITIC_STATE + name: value for name, value in critic_state.items()})
+        return actor_in, critic_in, next_state
+
+    def _recurrent_sequence(self, minibatch: Batch, policy_input: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's and critic's inputs for a sequence minibatch's rows: its ``[T, B]`` sequences
+        replayed from the state stored at their first step, reset at episode starts, then the valid rows."""
+        assert self.core is not None
+        observations = minibatch[sequence_key(policy_input)]
+        steps, envs = observations.shape[:2]
+        features = self.trunk(observations.reshape(steps * envs, *observations.shape[2:])).reshape(steps, envs, -1)
+        starts, valid = minibatch[sequence_key(EPISODE_START)], minibatch[SEQUENCE_VALID]
+        state = {name: minibatch[sequence_key(carried_key(name))][0] for name in self.carried_state()}
+        actor_in = self.core.sequence(features, starts, _state_of(state, self.core, ""))[valid]
+        if self.critic_core is None:
+            return actor_in, actor_in
+        critic_state = _state_of(state, self.critic_core, CRITIC_STATE)
+        return actor_in, self.critic_core.sequence(features, starts, critic_state)[valid]
+
+    def _memory_state(self, state: Batch | None) -> Batch:
+        if state is None:
+            raise ValueError(f"agent {self.name!r} has memory ({self.memory}): act needs its carried state, state=...")
+        return state
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
+    def act(self, obs: torch.Tensor, deterministic: bool = False, state: Batch | None = None) -> Batch:
         policy_obs = self._policy_input(obs, update_stats=self.training)
-        if self._fused_inference is not None and policy_obs.dim() == 2:
+        next_state: Batch = {}
+        if self.core is not None:
+            actor_in, critic_in, next_state = self._recurrent_step(policy_obs, self._memory_state(state))
+            params, values = self.actor(actor_in), self.critic(critic_in)
+        elif self._fused_inference is not None and policy_obs.dim() == 2:
             params, values = self._fused_inference(policy_obs)
         else:
             params, values = self._actor_critic(policy_obs)
@@ -274,6 +381,7 @@ class PPO(Agent):
         outputs = {ACTION: action, LOGPROB: log_prob, VALUES: values}
         if self.normalize_obs:
             outputs[POLICY_OBS] = policy_obs
+        outputs.update({next_carried_key(name): value for name, value in next_state.items()})
         return outputs
 
     def env_action(self, outputs: Batch) -> torch.Tensor:
@@ -285,10 +393,17 @@ class PPO(Agent):
         values = batch[VALUES]
         terminated, truncated = batch[TERMINATED], batch[TRUNCATED]
         done = terminated | truncated
-        # The critic sees next observations normalized like the policy's (statistics not updated).
-        next_values = next_state_values(
-            values, done, batch[NEXT_OBS], lambda next_obs: self.value(self._policy_input(next_obs, update_stats=False))
-        )
+
+        # The critic sees next observations normalized like the policy's (statistics not updated); with
+        # memory, from the state act carried past the step (the truncated episode's, not a reset one).
+        def value_of(next_obs: torch.Tensor, index: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            policy_obs = self._policy_input(next_obs, update_stats=False)
+            if self.core is None:
+                return self.value(policy_obs)
+            state = {name: batch[next_carried_key(name)][index] for name in self.carried_state()}
+            return self.critic(self._recurrent_step(policy_obs, state)[1])
+
+        next_values = next_state_values(values, done, batch[NEXT_OBS], value_of)
         valid = batch[VALID]
 
         def rewards_of(stream: RewardStream) -> torch.Tensor:
@@ -307,8 +422,16 @@ class PPO(Agent):
 
     # ------------------------------------------------------------------ loss
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
-        policy_obs = minibatch[POLICY_OBS] if self.normalize_obs else minibatch[OBS]
-        params, new_values = self._actor_critic(policy_obs)
+        policy_input = POLICY_OBS if self.normalize_obs else OBS
+        if self.core is None:
+            params, new_values = self._actor_critic(minibatch[policy_input])
+        else:
+            if SEQUENCE_VALID in minibatch:  # whole env sequences: replay the memory
+                actor_in, critic_in = self._recurrent_sequence(minibatch, policy_input)
+            else:  # shuffled rows: each from the state it was acted from (no backpropagation through time)
+                state = {name: minibatch[carried_key(name)] for name in self.carried_state()}
+                actor_in, critic_in, _ = self._recurrent_step(minibatch[policy_input], state)
+            params, new_values = self.actor(actor_in), self.critic(critic_in)
         new_log_prob, entropy = self.action_head.log_prob_entropy(params, minibatch[ACTION])
         log_ratio = new_log_prob - minibatch[LOGPROB]
         ratio = log_ratio.exp()
@@ -343,6 +466,11 @@ class PPO(Agent):
 
     def stop_epochs(self, metrics: dict[str, float]) -> bool:
         return self.target_kl is not None and metrics.get("approx_kl", 0.0) > self.target_kl
+
+
+def _state_of(state: Batch, core: RecurrentCore, prefix: str) -> Batch:
+    """The part of a carried state that belongs to ``core`` (its names behind ``prefix``)."""
+    return {name: state[prefix + name] for name in core.state_shapes()}
 
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from rl_agents.core.composition import ENV_PROVIDER
+from rl_agents.core.composition import CARRIED_PROVIDER, ENV_PROVIDER
 from rl_agents.core.schedules import ReplaySchedule
 from rl_agents.training.trainer import Trainer
 
@@ -24,17 +24,34 @@ def _schedule_text(trainer: Trainer) -> str:
             f"{schedule.n_step}-step returns, target update ({target}) every {schedule.target_update_interval} "
             f"gradient steps, grad-norm clip {schedule.max_grad_norm}"
         )
+    minibatches = (
+        f"{schedule.num_minibatches} minibatches of whole env sequences"
+        if schedule.sequence_minibatches
+        else f"{schedule.num_minibatches} minibatches"
+    )
     return (
         f"on-policy: {schedule.num_steps} steps x {trainer.num_envs} envs per rollout, {schedule.num_epochs} epochs x "
-        f"{schedule.num_minibatches} minibatches, grad-norm clip {schedule.max_grad_norm}, "
+        f"{minibatches}, grad-norm clip {schedule.max_grad_norm}, "
         f"lr annealing {'on' if schedule.anneal_lr else 'off'}"
     )
+
+
+def memory_text(trainer: Trainer) -> str | None:
+    """What the acting agent carries between steps, or None when it carries nothing."""
+    shapes = trainer.acting.carried_state()
+    if not shapes:
+        return None
+    carried = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+    return f"{trainer.acting.name} carries {carried} per env, reset at episode starts"
 
 
 def settings_line(trainer: Trainer, config: Any) -> str:
     """One line: where the run's settings came from (config file, preset, defaults) and what they are."""
     rates = ", ".join(f"{agent.name} {_learning_rates(trainer, agent.name)}" for agent in trainer.agents)
-    return f"settings: {config.origin or 'Python config'}; {_schedule_text(trainer)}; learning rates: {rates}"
+    memory = memory_text(trainer)
+    return f"settings: {config.origin or 'Python config'}; {_schedule_text(trainer)}; learning rates: {rates}" + (
+        f"; memory: {memory}" if memory else ""
+    )
 
 
 def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
@@ -50,6 +67,9 @@ def describe_trainer(trainer: Trainer, config: Any | None = None) -> Group:
     if config is not None:
         header.add_row("settings", config.origin or "Python config")
     header.add_row("schedule", _schedule_text(trainer))
+    memory = memory_text(trainer)
+    if memory:
+        header.add_row("memory", memory)
     header.add_row("device", str(trainer.device))
     return Group(
         Panel(header, title="composition"),
@@ -113,7 +133,7 @@ def _data_table(trainer: Trainer) -> Table:
         provider = composition.providers.get(key, "?")
         if provider == composition.acting.name and key in composition.specs[provider].act_outputs:
             provider = f"{provider} (act)"
-        elif provider != ENV_PROVIDER:
+        elif provider not in (ENV_PROVIDER, CARRIED_PROVIDER):
             provider = f"{provider} (preprocess)"
         consumers = ", ".join(name for name, spec in composition.specs.items() if key in spec.needs) or "-"
         table.add_row(key, provider, consumers, "yes" if key in composition.collected_keys or key == "obs" else "")

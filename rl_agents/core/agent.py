@@ -37,7 +37,10 @@ TERMINATED = "terminated"
 TRUNCATED = "truncated"
 VALID = "valid"  # False for the reset step after a next-step autoreset: not a real transition
 EXTRINSIC = "extrinsic"
-ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, f"reward/{EXTRINSIC}"})
+# True where the step's observation is the first of an episode: an acting agent's carried state was
+# reset to its initial value before that step (set by the Collector, in either autoreset mode).
+EPISODE_START = "episode_start"
+ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, EPISODE_START, f"reward/{EXTRINSIC}"})
 # Only in minibatches sampled from a replay buffer, for n-step returns: ``bootstrap_obs`` is the
 # observation to bootstrap from, ``n_steps`` env steps after ``obs`` (1 unless the schedule uses n-step
 # returns; fewer than n where the episode ended or the newest data is reached). In such rows every
@@ -46,6 +49,34 @@ ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, f"rew
 N_STEPS = "n_steps"
 BOOTSTRAP_OBS = "bootstrap_obs"
 REPLAY_KEYS = frozenset({N_STEPS, BOOTSTRAP_OBS})
+# Carried state (memory). An acting agent that declares ``carried_state()`` gets its state in ``act(...,
+# state=...)`` and returns the state to carry on under ``next_carried/<name>``; in batches,
+# ``carried/<name>`` is the state each step was acted from (already reset at episode starts) and
+# ``next_carried/<name>`` the state act returned (what the next step continues from, unless it starts
+# an episode).
+CARRIED_PREFIX = "carried/"
+NEXT_CARRIED_PREFIX = "next_carried/"
+# Sequence minibatches (``OnPolicySchedule.sequence_minibatches``): besides the flat valid rows, a
+# minibatch holds ``sequence/<key>`` ``[T, B, ...]`` for every key an agent declared in
+# ``sequence_needs``, over the whole rollout of the B envs it holds, and ``sequence/valid`` ``[T, B]``:
+# ``sequence/<key>[sequence/valid]`` lines up with the flat rows (time-major).
+SEQUENCE_PREFIX = "sequence/"
+SEQUENCE_VALID = SEQUENCE_PREFIX + VALID
+
+
+def carried_key(name: str) -> str:
+    """The batch key of carried state ``name``: the state each step was acted from."""
+    return CARRIED_PREFIX + name
+
+
+def next_carried_key(name: str) -> str:
+    """The act output (and batch key) of carried state ``name`` after the step."""
+    return NEXT_CARRIED_PREFIX + name
+
+
+def sequence_key(key: str) -> str:
+    """The ``[T, B, ...]`` form of ``key`` in sequence minibatches."""
+    return SEQUENCE_PREFIX + key
 
 
 def check_option(agent: str, option: str, value: float | None, low: float, high: float = float("inf")) -> None:
@@ -119,11 +150,15 @@ class DataSpec:
         stored outputs, or from another agent's preprocessing).
     provides: keys written into the batch by ``preprocess``.
     act_outputs: keys returned by ``act`` that must be stored per step (acting agents only).
+    sequence_needs: keys read by ``loss`` as whole ``[T, B, ...]`` env sequences (``sequence/<key>``)
+        when the schedule minibatches sequences (e.g. a recurrent policy replaying its memory); a
+        subset of ``needs``.
     """
 
     needs: frozenset[str] = frozenset()
     provides: frozenset[str] = frozenset()
     act_outputs: frozenset[str] = frozenset()
+    sequence_needs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -211,6 +246,21 @@ class Agent(nn.Module):
         """Declared after :meth:`bind`, so it may depend on the spaces and the streams."""
         return DataSpec()
 
+    def carried_state(self) -> dict[str, tuple[int, ...]]:
+        """State an acting agent carries from one ``act`` to the next (memory), by name: its shape per
+        env. Declared after :meth:`bind`; empty (the default): the agent keeps none. The machinery
+        (Collector, evaluation, Policy) passes it to ``act(obs, state=...)``, carries what ``act``
+        returns under ``next_carried/<name>``, and resets it to :meth:`initial_carried_state` for envs
+        whose episode starts."""
+        return {}
+
+    def initial_carried_state(self, num_envs: int, device: torch.device) -> Batch:
+        """The state every episode starts from (default: zeros, float32), ``[num_envs, *shape]`` per name."""
+        return {
+            name: torch.zeros((num_envs, *shape), dtype=torch.float32, device=device)
+            for name, shape in self.carried_state().items()
+        }
+
     def loss_terms(self) -> dict[str, str]:
         """Names of the loss terms ``loss`` returns, each with how it is computed (for ``describe``)."""
         return {}
@@ -242,7 +292,9 @@ class Agent(nn.Module):
     # ----- runtime -----
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
-        """Map a batch of observations to ``{"action": ..., <act_outputs>...}``."""
+        """Map a batch of observations to ``{"action": ..., <act_outputs>...}``. An agent that declares
+        :meth:`carried_state` is called as ``act(obs, deterministic, state=...)`` and returns the state
+        to carry on under ``next_carried/<name>`` too."""
         raise NotImplementedError(f"agent {self.name!r} does not act")
 
     def random_act(self, num_envs: int) -> Batch:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rl_agents.core.agent import ENV_KEYS, Agent, CompositionError, DataSpec, RewardStream
+from rl_agents.core.agent import ENV_KEYS, Agent, CompositionError, DataSpec, RewardStream, carried_key
 
 ENV_PROVIDER = "<environment>"
 REPLAY_PROVIDER = "<replay buffer>"
+CARRIED_PROVIDER = "<carried state>"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def resolve(
     providers = {key: ENV_PROVIDER for key in ENV_KEYS} | {key: REPLAY_PROVIDER for key in extra_keys}
     for key in specs[acting.name].act_outputs:
         providers[key] = acting.name
+    carried = frozenset(carried_key(name) for name in _carried_state_of(agents, acting))
+    providers.update({key: CARRIED_PROVIDER for key in carried})
     for agent in sorted(agents, key=lambda a: a.name):
         for key in sorted(specs[agent.name].provides):
             if key in providers:
@@ -73,10 +76,27 @@ def resolve(
                 f"agent {agent.name!r} needs {missing[0]!r}, but no agent provides it "
                 f"(available: {', '.join(sorted(providers))})"
             )
+        stray = sorted(specs[agent.name].sequence_needs - specs[agent.name].needs)
+        if stray:
+            raise CompositionError(
+                f"agent {agent.name!r} declares sequence need {stray[0]!r}, which is not among its needs"
+            )
     order = _topological_order(agents, specs)
     used = frozenset().union(*(spec.needs | spec.provides | spec.act_outputs for spec in specs.values()))
-    collected = used & (ENV_KEYS | specs[acting.name].act_outputs)
+    collected = used & (ENV_KEYS | specs[acting.name].act_outputs | carried)
     return Composition(acting, order, specs, collected, used, providers)
+
+
+def _carried_state_of(agents: list[Agent], acting: Agent) -> dict[str, tuple[int, ...]]:
+    """The acting agent's carried state; another agent that declares some is refused (only the acting
+    agent's state is carried from one act to the next)."""
+    for agent in agents:
+        if agent is not acting and agent.carried_state():
+            raise CompositionError(
+                f"agent {agent.name!r} declares carried state but does not act; only the acting agent "
+                f"({acting.name!r}) carries state between steps"
+            )
+    return acting.carried_state()
 
 
 def _topological_order(agents: list[Agent], specs: dict[str, DataSpec]) -> tuple[Agent, ...]:

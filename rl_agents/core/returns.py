@@ -45,20 +45,22 @@ def next_state_values(
     values: torch.Tensor,
     done: torch.Tensor,
     next_obs: torch.Tensor,
-    value_of: Callable[[torch.Tensor], torch.Tensor],
+    value_of: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor],
 ) -> torch.Tensor:
     """Value of each step's true next state ``[T, N, num_streams]``.
 
     Mid-rollout it is the next step's stored value (``values[t + 1]``); where an episode ended (the
     next stored observation is then a reset one) and at the rollout's last step, ``value_of`` evaluates
-    the stored next observations ``next_obs[t]`` (rows ``[B, ...]`` in, values ``[B, num_streams]`` out).
+    the stored next observations: ``value_of(next_obs[index], index)``, rows ``[B, ...]`` and the
+    ``(steps, envs)`` index they were taken at (e.g. to take each row's carried state) in, values
+    ``[B, num_streams]`` out.
     """
     next_values = torch.empty_like(values)
     next_values[:-1] = values[1:]
     evaluate = done.clone()
     evaluate[-1] = True
     index = evaluate.nonzero(as_tuple=True)
-    next_values[index] = value_of(next_obs[index]).to(values.dtype)
+    next_values[index] = value_of(next_obs[index], index).to(values.dtype)
     return next_values
 
 

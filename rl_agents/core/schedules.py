@@ -26,13 +26,19 @@ _GRAD_NORM = {"positive_or_none": True}
 class OnPolicySchedule:
     """On-policy updates (e.g. PPO, A2C): every ``num_steps`` vector steps the rollout is preprocessed
     and trained on for ``num_epochs`` passes of ``num_minibatches`` minibatches, then discarded.
-    ``anneal_lr`` decays every learning rate linearly to 0 over the run's total steps."""
+    ``anneal_lr`` decays every learning rate linearly to 0 over the run's total steps.
+    ``sequence_minibatches`` minibatches whole env sequences instead of shuffled rows: each epoch the
+    envs are shuffled and split into ``num_minibatches`` groups (so it must not exceed the number of
+    envs), and each minibatch holds every valid step of its envs, in time order, plus the whole
+    ``[T, B]`` sequences of the keys the agents declared in ``sequence_needs`` (a recurrent policy
+    replays its memory over them)."""
 
     num_steps: int = field(default=128, metadata=_at_least(1))
     num_epochs: int = field(default=4, metadata=_at_least(1))
     num_minibatches: int = field(default=4, metadata=_at_least(1))
     max_grad_norm: float | None = field(default=0.5, metadata=_GRAD_NORM)
     anneal_lr: bool = True
+    sequence_minibatches: bool = False
 
 
 @dataclass

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from rl_agents.envs.errors import EnvCreationError, IndexedEnv
+from rl_agents.envs.masked import MaskVelocity, base_of
 
 
 def _env_family(env_id: str) -> str:
@@ -26,6 +27,8 @@ def _env_family(env_id: str) -> str:
         return "minigrid"
     if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
         return "atari"
+    if env_id.startswith("popgym-"):
+        return "popgym"
     return "gymnasium"
 
 
@@ -44,6 +47,8 @@ def _register_family(family: str) -> None:
             import ale_py
 
             gym.register_envs(ale_py)
+        elif family == "popgym":
+            import popgym  # noqa: F401  (registers the popgym-* ids)
     except ImportError as error:
         raise EnvCreationError(
             f"{family} environments need the {family!r} extra: pip install 'rl-agents[{family}]'"
@@ -70,6 +75,15 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
             return gym.wrappers.FrameStackObservation(env, 4)
 
         return [atari]
+    if family == "popgym":
+        # Some POPGym tasks observe a Discrete or Tuple space (RepeatPrevious: the card, Discrete(4));
+        # flattened, a Discrete becomes its one-hot vector, which the agents take as a Box.
+        def popgym_observation(env: gym.Env) -> gym.Env:
+            if isinstance(env.observation_space, gym.spaces.Box):
+                return env
+            return gym.wrappers.FlattenObservation(env)
+
+        return [popgym_observation]
     return []
 
 
@@ -103,8 +117,12 @@ def _env_name(env_id: str, env_kwargs: dict[str, Any]) -> str:
 
 
 def _gym_make(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
-    """``gym.make(env_id, **env_kwargs)``, its failure an EnvCreationError naming the env and the kwargs."""
+    """``gym.make(env_id, **env_kwargs)``, its failure an EnvCreationError naming the env and the kwargs.
+    A ``...NoVel-v<N>`` id is its base env with the velocities masked (:mod:`rl_agents.envs.masked`)."""
     try:
+        base = base_of(env_id)
+        if base is not None:
+            return MaskVelocity(gym.make(base, **env_kwargs), base)
         return gym.make(env_id, **env_kwargs)
     except Exception as error:
         raise EnvCreationError(f"{_env_name(env_id, env_kwargs)}: {_one_line(error)}") from error
@@ -147,7 +165,8 @@ def _make_one(
 
 def _make_batched(env_id: str, num_envs: int, family: str, env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
     """The env's own batched implementation (its ``vector_entry_point``, e.g. gymnasium's CartPole)."""
-    if gym.registry[env_id.split(":", 1)[-1]].vector_entry_point is None or family_wrappers(env_id):
+    spec = gym.registry.get(env_id.split(":", 1)[-1])
+    if spec is None or spec.vector_entry_point is None or family_wrappers(env_id):
         raise EnvCreationError(
             f"{env_id} has no batched implementation (vector_entry_point): use vectorization 'sync' or 'async'"
         )
@@ -198,7 +217,7 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
                 "not a module's: use vectorization 'sync', 'async' or 'vector'"
             )
         _import_env_module(env_id)
-    elif env_id not in gym.registry:
+    elif env_id not in gym.registry and base_of(env_id) is None:
         close = [known for known in gym.registry if known.lower().startswith(env_id.split("-")[0].lower())][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise EnvCreationError(f"unknown environment {env_id!r}{hint}")

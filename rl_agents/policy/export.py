@@ -97,6 +97,11 @@ def export_policy(policy: Policy, path: Path, format: str, *, check: int = 1000)
     if check < 0:
         raise ValueError(f"check must be >= 0, got {check}")
     _require_modules(format, check)
+    if policy.has_memory:
+        raise ExportError(
+            f"agent {policy.agent.name!r} carries recurrent state; exporting agents with memory is not "
+            "supported yet (use Policy.predict(obs, state))"
+        )
     if policy.device.type != "cpu":
         raise ExportError(f"export a policy loaded on the CPU (Policy.load(path, device='cpu')), not {policy.device}")
     module = DeterministicPolicy(policy).eval()

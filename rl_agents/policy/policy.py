@@ -27,7 +27,7 @@ import torch
 
 from rl_agents.checkpointing import CheckpointError, read_checkpoint
 from rl_agents.config.registry import AgentImports
-from rl_agents.core.agent import Agent
+from rl_agents.core.agent import Agent, next_carried_key
 from rl_agents.core.state import StateError
 from rl_agents.envs import make_envs
 from rl_agents.envs.spaces import observation_tensor_dtype
@@ -151,26 +151,78 @@ class Policy:
         return policy
 
     # ------------------------------------------------------------------ acting
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    @property
+    def has_memory(self) -> bool:
+        """Whether the agent carries state from one step to the next (e.g. PPO with ``memory="lstm"``)."""
+        return bool(self.agent.carried_state())
+
+    def predict(
+        self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """``(action, state)`` for one observation or a batch of them (numpy, torch or nested lists).
 
         Actions come back as numpy in the environment's format (an int for Discrete, a float32 array
         for Box, clipped or scaled to its bounds as in training), batched when ``obs`` was.
         ``deterministic`` takes the greedy/mean action; False samples (from this policy's own
-        generator, seeded by ``seed``). ``state`` is for agents with memory; these agents have none,
-        so it must stay None and comes back None.
+        generator, seeded by ``seed``).
+
+        ``state`` is for agents with memory (:attr:`has_memory`): None starts every observation's
+        episode from the initial state; then pass back the state predict returned (a dict of numpy
+        arrays, ``[batch, size]`` each, or ``[size]`` for one observation). ``episode_start`` (a bool,
+        or one per observation) resets the state where an episode begins, as in Stable-Baselines3.
+        For agents without memory ``state`` must stay None and comes back None.
         """
-        if state is not None:
-            raise ValueError(f"agent {self.agent.name!r} keeps no recurrent state: pass state=None")
         observations, batched = self._observation_batch(obs)
-        actions = self.act_batch(observations, deterministic=deterministic).cpu().numpy()
+        if not self.has_memory:
+            if state is not None:
+                raise ValueError(f"agent {self.agent.name!r} keeps no recurrent state: pass state=None")
+            actions = self.act_batch(observations, deterministic=deterministic).cpu().numpy()
+            return self._env_actions(actions, batched), None
+        carried = self._carried_batch(state, len(observations), batched)
+        if episode_start is not None:
+            starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(-1), device=self.device)
+            if starts.numel() not in (1, len(observations)):
+                raise ValueError(f"episode_start has {starts.numel()} entries for {len(observations)} observations")
+            carried = {name: value * (~starts).view(-1, 1).to(value.dtype) for name, value in carried.items()}
+        with torch.inference_mode():
+            outputs = self.agent.act(
+                observations.to(self.device, non_blocking=True), deterministic=deterministic, state=carried
+            )
+            actions = self.agent.env_action(outputs).cpu().numpy()
+        next_state = {
+            name: outputs[next_carried_key(name)].cpu().numpy()[slice(None) if batched else 0] for name in carried
+        }
+        return self._env_actions(actions, batched), next_state
+
+    def _env_actions(self, actions: np.ndarray, batched: bool) -> np.ndarray:
         actions = actions.astype(self.action_space.dtype, copy=False) if self.action_space.dtype else actions
-        return (actions if batched else actions[0]), None
+        return actions if batched else actions[0]
+
+    def _carried_batch(self, state: Any, rows: int, batched: bool) -> dict[str, torch.Tensor]:
+        """The carried state for ``rows`` observations: initial when ``state`` is None, else ``state``
+        checked against the agent's declared shapes."""
+        shapes = self.agent.carried_state()
+        if state is None:
+            return self.agent.initial_carried_state(rows, self.device)
+        if not isinstance(state, dict) or set(state) != set(shapes):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be the dict predict returned, with entries {sorted(shapes)}; got {got}")
+        carried = {}
+        for name, shape in shapes.items():
+            value = torch.as_tensor(np.asarray(state[name], dtype=np.float32), device=self.device)
+            expected = (rows, *shape) if batched else shape
+            if tuple(value.shape) != tuple(expected):
+                raise ValueError(f"state[{name!r}] has shape {tuple(value.shape)}, expected {tuple(expected)}")
+            carried[name] = value if batched else value.unsqueeze(0)
+        return carried
 
     @torch.inference_mode()
     def act_batch(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """The fast path: environment actions for a ``[batch, *obs_shape]`` tensor, with no checks or
-        conversions (the tensor must have the observation dtype: uint8 images, else float32)."""
+        conversions (the tensor must have the observation dtype: uint8 images, else float32). Agents
+        with memory need :meth:`predict` and its state."""
+        if self.has_memory:
+            raise ValueError(f"agent {self.agent.name!r} has memory: use predict(obs, state) to carry its state")
         outputs = self.agent.act(obs.to(self.device, non_blocking=True), deterministic=deterministic)
         return self.agent.env_action(outputs)
 

@@ -35,7 +35,20 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from rl_agents.core.agent import EXTRINSIC, NEXT_OBS, OBS, TERMINATED, TRUNCATED, VALID, Agent, Batch, ContractError
+from rl_agents.core.agent import (
+    EPISODE_START,
+    EXTRINSIC,
+    NEXT_OBS,
+    OBS,
+    TERMINATED,
+    TRUNCATED,
+    VALID,
+    Agent,
+    Batch,
+    ContractError,
+    carried_key,
+)
+from rl_agents.core.memory import CarriedState, episode_starts_after_step
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.envs.failures import close_quietly, env_failure
@@ -138,6 +151,10 @@ class Collector:
         self.step_in_rollout = 0
         self.acted = False
         self.reset_pending = np.zeros(self.num_envs, dtype=bool)
+        # Memory: the acting agent's carried state, reset for the envs whose next observation starts an episode.
+        self.memory = CarriedState(acting, self.num_envs, device)
+        self.episode_starting = np.ones(self.num_envs, dtype=bool)
+        self.stored_carried = [name for name in self.memory.shapes if carried_key(name) in collected_keys]
         self.episodes = EpisodeTracker(self.num_envs)
         # The observation the env loop continues from (saved with the envs' state in checkpoints), and
         # the one begin() continues from after a load restored the envs instead of resetting them.
@@ -169,6 +186,8 @@ class Collector:
             storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), obs_dtype)
         for key in (TERMINATED, TRUNCATED, VALID):
             storage.allocate_host(key, (), torch.bool)
+        if EPISODE_START in keys:
+            storage.allocate_host(EPISODE_START, (), torch.bool)
         storage.allocate_host(EXTRINSIC_REWARD, (), torch.float32)
         return storage
 
@@ -187,15 +206,18 @@ class Collector:
         obs = self.checks.observations(obs, "passed to act", self.global_step)
         step = self.step_in_rollout
         self.storage.write_host(step, OBS, obs)
+        if EPISODE_START in self.storage.host:
+            self.storage.write_host(step, EPISODE_START, self.episode_starting)
         obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
         self.acting.set_progress(self.global_step, self.total_steps)
+        acted_from = self.memory.values  # the state this step acts from (act replaces, never mutates, it)
         with torch.inference_mode():
             if self.global_step < self.random_steps:
                 method = "random_act"
                 outputs = {key: value.to(self.device) for key, value in self.acting.random_act(self.num_envs).items()}
             else:
                 method = "act"
-                outputs = self.acting.act(obs_tensor)
+                outputs = self.memory.act(obs_tensor)
             # A declared output that is missing would be silently not stored (or a KeyError later, elsewhere).
             missing = self.declared_act_outputs - outputs.keys()
             if missing:
@@ -205,6 +227,7 @@ class Collector:
                 )
             env_action = self.acting.env_action(outputs)
         self.storage.write_device(step, {k: v for k, v in outputs.items() if k in self.stored_act_outputs})
+        self.storage.write_device(step, {carried_key(name): acted_from[name] for name in self.stored_carried})
         self.acted = True
         return env_action.cpu().numpy()
 
@@ -240,6 +263,8 @@ class Collector:
             write(step, NEXT_OBS, true_next_obs)
         self.episodes.track(reward, done, valid, info, end_step=self.global_step + self.num_envs)
         self.reset_pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
+        self.episode_starting = episode_starts_after_step(self.autoreset_mode, done, ~valid)
+        self.memory.reset(self.episode_starting)
         self.last_obs = next_obs
         self.step_in_rollout += 1
         self.global_step += self.num_envs
@@ -262,10 +287,15 @@ class Collector:
         if seed is None:
             seed = self.seed if self.global_step == 0 else derived_seed(self.seed, self.global_step)
         obs, _ = self.envs.reset(seed=seed)
-        self.reset_pending[:] = False
-        self.episodes.restart_all()
+        self._start_all_episodes()
         self.last_obs = obs
         return obs
+
+    def _start_all_episodes(self) -> None:
+        self.reset_pending[:] = False
+        self.episode_starting[:] = True
+        self.memory.values = self.memory.initial()
+        self.episodes.restart_all()
 
     def collect(self) -> Batch:
         """Step the own envs from the last observation until the rollout is full; return it.
@@ -356,8 +386,7 @@ class Collector:
             raise
         except Exception as error:
             raise env_failure(self.envs, error, "reset") from error
-        self.reset_pending[:] = False
-        self.episodes.restart_all()
+        self._start_all_episodes()
         self.last_obs = obs
         return obs
 
@@ -382,13 +411,16 @@ class Collector:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Counters, episode statistics, the per-env autoreset flags, and the envs' own state with the
-        last observation (``{"captured": false, "reason": ...}`` where they cannot be captured, e.g. an
-        AsyncVectorEnv; None before the first step). Only at an update boundary."""
+        """Counters, episode statistics, the per-env autoreset and episode-start flags, the acting
+        agent's carried state, and the envs' own state with the last observation (``{"captured": false,
+        "reason": ...}`` where they cannot be captured, e.g. an AsyncVectorEnv; None before the first
+        step). Only at an update boundary."""
         return {
             "global_step": self.global_step,
             "episodes": self.episodes.state_dict(),
             "reset_pending": [bool(x) for x in self.reset_pending],
+            "episode_starting": [bool(x) for x in self.episode_starting],
+            "carried": self.memory.state_dict(),
             "envs": self._capture_envs(),
         }
 
@@ -414,12 +446,21 @@ class Collector:
         global_step = count(state, "global_step", where)
         apply_episodes = self.episodes.prepare_load(entry(state, "episodes", dict, where), f"{where}.episodes")
         pending = numbers(state, "reset_pending", bool, self.num_envs, where, f"one bool per env ({self.num_envs})")
+        # Checkpoints from before memory existed have neither entry; their agents carry no state.
+        starting = (
+            numbers(state, "episode_starting", bool, self.num_envs, where, f"one bool per env ({self.num_envs})")
+            if "episode_starting" in state
+            else [False] * self.num_envs
+        )
+        carried = self.memory.check(state.get("carried"), where)
         restore_envs, env_warning = self._prepare_env_restore(entry(state, "envs", (dict, type(None)), where), where)
 
         def apply() -> None:
             apply_episodes()
             self.global_step = global_step
             self.reset_pending = np.asarray(pending, dtype=bool)
+            self.episode_starting = np.asarray(starting, dtype=bool)
+            self.memory.load(carried)
             self.discard_partial_rollout()
             self.last_obs = self.resume_obs = None
             warning = env_warning

@@ -11,7 +11,9 @@ first, off-policy). An update is all or nothing: a NaN or inf anywhere in it rol
 
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -21,6 +23,7 @@ import torch
 from rl_agents.core.agent import (
     NEXT_OBS,
     REPLAY_KEYS,
+    SEQUENCE_VALID,
     TERMINATED,
     TRUNCATED,
     VALID,
@@ -29,6 +32,7 @@ from rl_agents.core.agent import (
     CompositionError,
     ContractError,
     EnvContext,
+    sequence_key,
 )
 from rl_agents.core.agent_state import check_agent_state, check_saved_attributes, record_baseline
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
@@ -184,7 +188,22 @@ class Learner:
                 )
             setattr(schedule, key, value)
         check_schedule(schedule)
+        self._fit_sequence_minibatches(schedule, explicit=overrides.get("num_minibatches") is not None)
         return schedule
+
+    def _fit_sequence_minibatches(self, schedule: Schedule, *, explicit: bool) -> None:
+        """Sequence minibatches split the envs: more minibatches than envs is refused when set
+        explicitly, and a suggested number is lowered to the number of envs."""
+        if not isinstance(schedule, OnPolicySchedule) or not schedule.sequence_minibatches:
+            return
+        if schedule.num_minibatches <= self.num_envs:
+            return
+        if explicit:
+            raise CompositionError(
+                f"num_minibatches={schedule.num_minibatches} with sequence_minibatches splits the envs into "
+                f"groups, but there are only {self.num_envs} envs: use num_minibatches <= {self.num_envs}"
+            )
+        schedule.num_minibatches = self.num_envs
 
     def _build_replay(self) -> ReplayBuffer | None:
         if not isinstance(self.schedule, ReplaySchedule):
@@ -263,24 +282,30 @@ class Learner:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = fraction * base
 
+    @property
+    def sequence_keys(self) -> frozenset[str]:
+        """Keys some agent reads as whole env sequences (in sequence minibatches)."""
+        return frozenset().union(*(spec.sequence_needs for spec in self.composition.specs.values()))
+
     def _optimize_rollout(self, batch: Batch, where: str) -> dict[str, float]:
-        """Epochs x minibatches over the valid rows; returns the mean of every logged value."""
+        """Epochs x minibatches (of shuffled valid rows, or of whole env sequences); returns the mean of
+        every logged value."""
         schedule = self.schedule
         assert isinstance(schedule, OnPolicySchedule)
         used = self.composition.used_keys | {VALID}
-        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
-        valid_rows = flat[VALID].nonzero().squeeze(1)
+        if schedule.sequence_minibatches:
+            columns = {key: value for key, value in batch.items() if key in used}
+            epoch = functools.partial(self._sequence_epoch, columns, self.sequence_keys)
+        else:
+            flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
+            epoch = functools.partial(self._row_epoch, flat, flat[VALID].nonzero().squeeze(1))
         sums: dict[str, float] = {}
         steps = 0
-        bounds = _split_bounds(len(valid_rows), schedule.num_minibatches)
-        for epoch in range(schedule.num_epochs):
-            order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
-            # One gather per key and epoch; the minibatches are then contiguous slices (views).
-            shuffled = {key: value[order] for key, value in flat.items()}
+        for epoch_index in range(schedule.num_epochs):
             last: dict[str, float] = {}
-            for index, (start, stop) in enumerate(bounds):
-                final = epoch == schedule.num_epochs - 1 and index == len(bounds) - 1
-                minibatch = {key: value[start:stop] for key, value in shuffled.items()}
+            minibatches = list(epoch())
+            for index, minibatch in enumerate(minibatches):
+                final = epoch_index == schedule.num_epochs - 1 and index == len(minibatches) - 1
                 step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
                 if step_values is None:  # skipped: non-finite (skip_non_finite_updates)
                     continue
@@ -291,6 +316,24 @@ class Learner:
             if any(agent.stop_epochs(_metrics_of(agent.name, last)) for agent in self.agents):
                 break
         return _mean_of(sums, steps)
+
+    def _row_epoch(self, flat: Batch, valid_rows: torch.Tensor) -> Iterator[Batch]:
+        """One epoch's minibatches of shuffled valid rows."""
+        assert isinstance(self.schedule, OnPolicySchedule)
+        order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
+        # One gather per key and epoch; the minibatches are then contiguous slices (views).
+        shuffled = {key: value[order] for key, value in flat.items()}
+        for start, stop in _split_bounds(len(valid_rows), self.schedule.num_minibatches):
+            yield {key: value[start:stop] for key, value in shuffled.items()}
+
+    def _sequence_epoch(self, columns: Batch, sequence_keys: frozenset[str]) -> Iterator[Batch]:
+        """One epoch's minibatches of whole env sequences: the envs shuffled and split into
+        ``num_minibatches`` groups (see :func:`sequence_minibatch`)."""
+        assert isinstance(self.schedule, OnPolicySchedule)
+        num_envs = columns[VALID].shape[1]
+        env_order = torch.randperm(num_envs, generator=self.generator, device=self.device)
+        for start, stop in _split_bounds(num_envs, self.schedule.num_minibatches):
+            yield sequence_minibatch(columns, env_order[start:stop], sequence_keys)
 
     def _optimize_replay(self, global_step: int, where: str) -> dict[str, float]:
         """``gradient_steps`` minibatches sampled from the replay buffer, with target updates."""
@@ -395,6 +438,21 @@ class Learner:
         if saved is None:
             raise StateError(f"{where}: this trainer trains from a replay buffer, but the checkpoint has none")
         return self.replay.prepare_load(saved, where)
+
+
+def sequence_minibatch(columns: Batch, envs: torch.Tensor, sequence_keys: frozenset[str]) -> Batch:
+    """The minibatch of the envs ``envs`` from ``[T, N, ...]`` columns: every key's valid rows of
+    those envs, time-major (``[rows, ...]``), plus ``sequence/<key>`` ``[T, B, ...]`` for the
+    sequence keys and ``sequence/valid``, whose True entries line up with the rows."""
+    valid = columns[VALID][:, envs]
+    minibatch: Batch = {}
+    for key, value in columns.items():
+        of_envs = value[:, envs]
+        minibatch[key] = of_envs[valid]
+        if key in sequence_keys:
+            minibatch[sequence_key(key)] = of_envs
+    minibatch[SEQUENCE_VALID] = valid
+    return minibatch
 
 
 def bind_agent(agent: Agent, ctx: EnvContext, seed: int) -> None:
