@@ -551,3 +551,18 @@ def test_a_config_naming_a_user_agent_by_import_path_trains_on_workers(
     assert [agent.name for agent in trainer.agents] == ["ppo", "count_bonus"] and trainer.num_updates == 2 and counts
     with load_trainer(tmp_path / "checkpoints" / "saved", agent_classes=[CountBonus]) as loaded:
         assert isinstance(loaded, DistributedTrainer) and loaded.agents[1].counts == counts
+
+
+@RAY_GROUP
+def test_recurrent_ppo_with_rnd_trains_on_workers_that_carry_their_state(ray_session: Any) -> None:
+    def agents() -> list:
+        return [PPO(memory="gru", memory_size=8), RND()]
+
+    with DistributedTrainer(
+        functools.partial(make_envs, "CartPoleNoVel-v1", 2), agents, workers=2, seed=2, num_steps=16
+    ) as trainer:
+        layout = batch_layout(trainer)
+        trainer.train(128, progress=False)
+    assert {"carried/h", "next_carried/h", "episode_start"} <= layout.keys()
+    assert trainer.num_updates == 2 and trainer.schedule.sequence_minibatches
+    assert np.isfinite(trainer.metrics["ppo/value_loss/intrinsic"]) and np.isfinite(trainer.metrics["ppo/policy_loss"])

@@ -132,3 +132,17 @@ def test_sac_drives_up_mountain_car_continuous_with_its_preset_and_pink_noise() 
     trainer.episodes.window = None
     trainer.train(config.steps, progress=False, stop_when=reached(90.0))
     assert last_mean(trainer) >= 90.0, f"last-20 mean {last_mean(trainer)} at step {trainer.global_step}"
+
+
+def test_ppo_with_memory_balances_cartpole_without_velocities_where_ppo_without_cannot() -> None:
+    preset = load_preset("CartPoleNoVel-v1")
+    assert preset["ppo"]["memory"] == "lstm"
+    trainer = make_trainer(config_from_dict(preset))
+    assert trainer.schedule.sequence_minibatches
+    trainer.train(60_000, progress=False, stop_when=reached(475.0))
+    assert last_mean(trainer) >= 475.0, f"with memory: last-20 mean {last_mean(trainer)} at step {trainer.global_step}"
+    for key in ("memory", "memory_size", "critic_memory"):
+        del preset["ppo"][key]
+    memoryless = make_trainer(config_from_dict(preset))
+    memoryless.train(30_000, progress=False)
+    assert last_mean(memoryless) < 100.0, f"without memory: last-20 mean {last_mean(memoryless)}"

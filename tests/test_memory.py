@@ -283,3 +283,30 @@ def test_bound_context_is_unchanged_for_agents_without_memory() -> None:
         EnvContext(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), 1, torch.device("cpu"), agent.reward_streams())
     )
     assert agent.carried_state() == {} and agent.data_spec().sequence_needs == frozenset()
+
+
+def test_a_rollout_worker_starts_each_round_from_the_state_it_carried() -> None:
+    import functools
+
+    from rl_agents.training.workers import RolloutWorker
+
+    def agents() -> list:
+        return [PPO(memory="lstm", memory_size=8)]
+
+    learner = Trainer(make_envs("CartPoleNoVel-v1", 4), agents(), seed=3, num_steps=8, num_minibatches=2)
+    worker = RolloutWorker(
+        functools.partial(make_envs, "CartPoleNoVel-v1", 2),
+        agents,
+        index=0,
+        seed=3,
+        schedule=dict(vars(learner.schedule)),
+        learner_num_envs=4,
+    )
+    states = {agent.name: agent.state_dict() for agent in learner.agents}
+    first = worker.collect(states, restarts=0, global_step=0, total_steps=None)
+    assert first.batch[EPISODE_START][0].all()  # the first round starts every episode
+    carried = {name: value.clone() for name, value in worker.collector.memory.values.items()}
+    second = worker.collect(states, restarts=0, global_step=16, total_steps=None)
+    assert not second.batch[EPISODE_START][0].any()  # the episodes go on: CartPole lasts longer than 8 steps
+    for name, value in carried.items():
+        torch.testing.assert_close(torch.as_tensor(second.batch[carried_key(name)][0]), value, rtol=0, atol=0)

@@ -207,3 +207,15 @@ def test_gradients_are_clipped_to_the_global_norm() -> None:
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
     assert float(total) == pytest.approx(1e-3, rel=1e-3)  # the last step's gradient, after clipping
     assert trainer.metrics["trainer/grad_norm"] > 1e-3  # the logged norm is the one before clipping
+
+
+def test_anneal_clip_decays_the_clipping_range_linearly_over_the_run() -> None:
+    spaces = (gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
+    annealed = bind_standalone(PPO(clip_coef=0.2, anneal_clip=True), *spaces)
+    annealed.set_progress(250, 1000)
+    assert annealed._clip_now == pytest.approx(0.15)
+    annealed.set_progress(2000, 1000)  # past the total: stays at 0
+    assert annealed._clip_now == 0.0
+    constant = bind_standalone(PPO(clip_coef=0.2), *spaces)
+    constant.set_progress(500, 1000)
+    assert constant._clip_now == 0.2

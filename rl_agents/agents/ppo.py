@@ -107,6 +107,8 @@ class PPO(Agent):
         gamma, gae_lambda: discount and GAE lambda of the extrinsic stream.
         ext_coef: weight of the extrinsic stream's advantage.
         clip_coef: surrogate (and value) clipping range.
+        anneal_clip: decay the clipping range linearly to 0 over the run's total steps, as rl-zoo3's
+            ``clip_range: lin_<x>`` (SB3 reads the progress when each update starts).
         clip_vloss: clip the value loss around the rollout's value estimates.
         ent_coef, vf_coef: entropy bonus and value loss weights.
         norm_adv: normalize advantages per minibatch.
@@ -133,7 +135,8 @@ class PPO(Agent):
     default_name = "ppo"
     resumable_settings = frozenset({"ent_coef", "vf_coef", "target_kl"})
     # Fused inference weights: a cache rebuilt from the parameters whenever they change (loads included).
-    transient_attributes = frozenset({"_fused_inference"})
+    # The annealed clipping range: recomputed from the step count before every act and update.
+    transient_attributes = frozenset({"_fused_inference", "_clip_now"})
 
     def __init__(
         self,
@@ -143,6 +146,7 @@ class PPO(Agent):
         gae_lambda: float = 0.95,
         ext_coef: float = 1.0,
         clip_coef: float = 0.2,
+        anneal_clip: bool = False,
         clip_vloss: bool = True,
         ent_coef: float | None = None,
         vf_coef: float = 0.5,
@@ -177,6 +181,8 @@ class PPO(Agent):
         self.gae_lambda = gae_lambda
         self.ext_coef = ext_coef
         self.clip_coef = clip_coef
+        self.anneal_clip = anneal_clip
+        self._clip_now = clip_coef  # clip_coef, or its annealed value (anneal_clip) at the latest progress
         self.clip_vloss = clip_vloss
         self.ent_coef = ent_coef
         self.vf_coef = vf_coef
@@ -387,6 +393,10 @@ class PPO(Agent):
     def env_action(self, outputs: Batch) -> torch.Tensor:
         return self.action_head.to_env(outputs[ACTION])
 
+    def set_progress(self, global_step: int, total_steps: int | None) -> None:
+        if self.anneal_clip and total_steps:
+            self._clip_now = self.clip_coef * max(1.0 - global_step / total_steps, 0.0)
+
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
     def preprocess(self, batch: Batch) -> Metrics:
@@ -438,10 +448,9 @@ class PPO(Agent):
         advantages = minibatch[ADVANTAGES]
         if self.norm_adv and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = clipped_surrogate_loss(ratio, advantages, self.clip_coef)
-        value_losses = value_loss(
-            new_values, minibatch[VALUES], minibatch[RETURNS], self.clip_coef if self.clip_vloss else None
-        )
+        clip = self._clip_now
+        policy_loss = clipped_surrogate_loss(ratio, advantages, clip)
+        value_losses = value_loss(new_values, minibatch[VALUES], minibatch[RETURNS], clip if self.clip_vloss else None)
         entropy_mean = entropy.mean()
         terms = {
             "policy": policy_loss,
@@ -454,7 +463,7 @@ class PPO(Agent):
                 "entropy": entropy_mean.detach(),
                 "approx_kl": ((ratio - 1) - log_ratio).mean(),
                 "old_approx_kl": (-log_ratio).mean(),
-                "clipfrac": ((ratio - 1.0).abs() > self.clip_coef).float().mean(),
+                "clipfrac": ((ratio - 1.0).abs() > clip).float().mean(),
             }
             for index, stream in enumerate(self.streams):
                 metrics[f"value_loss/{stream.name}"] = value_losses[index].detach()

@@ -250,8 +250,11 @@ class RolloutWorker:
                 close_quietly(self.collector.envs)  # they may be broken
             self.seed = worker_seed(self.base_seed, self.index, restarts, global_step)
             envs = self.env_factory()
+            # This Learner only binds the agents and never trains: the minibatch split is the learner's
+            # (sequence minibatches may split more envs than this worker has).
+            schedule = {**self.schedule, "num_minibatches": None}
             learner = Learner(
-                EnvSpaces.of(envs), self.agent_factory(), seed=self.seed, device=torch.device("cpu"), **self.schedule
+                EnvSpaces.of(envs), self.agent_factory(), seed=self.seed, device=torch.device("cpu"), **schedule
             )
             self.agents = learner.agents
             self.collector = Collector.for_learner(envs, learner, seed=self.seed)
