@@ -186,6 +186,7 @@ def test_sb3_defaults_and_one_constant_rate_gradient_step_per_rollout() -> None:
         "num_minibatches": 1,
         "max_grad_norm": 0.5,
         "anneal_lr": False,
+        "sequence_minibatches": False,
     }
     trainer.train(3 * 5 * 2, progress=False)
     first_param = trainer.optimizer.param_groups[0]["params"][0]

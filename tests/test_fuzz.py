@@ -307,7 +307,7 @@ def trainer_sections(draw: st.DrawFn) -> dict[str, typing.Any]:
     return section
 
 
-ON_POLICY_FIELDS = ["num_steps", "num_epochs", "num_minibatches", "max_grad_norm", "anneal_lr"]
+ON_POLICY_FIELDS = ["num_steps", "num_epochs", "num_minibatches", "max_grad_norm", "anneal_lr", "sequence_minibatches"]
 OFF_POLICY_FIELDS = [
     "buffer_size",
     "batch_size",
@@ -328,6 +328,7 @@ USUAL_TRAINER_VALUES: dict[str, st.SearchStrategy] = {
     "num_minibatches": st.integers(1, 8),
     "max_grad_norm": st.none() | st.floats(0.01, 10),
     "anneal_lr": st.booleans(),
+    "sequence_minibatches": st.booleans(),
     "buffer_size": st.integers(1, 10**6),
     "batch_size": st.integers(1, 256),
     "learning_starts": st.integers(0, 1000),
