@@ -15,6 +15,7 @@ from rl_agents.cli.main import build_parser
 from rl_agents.cli.run_config import resolve_config
 from rl_agents.config import build_agents, list_presets, load_yaml, preset_path
 from rl_agents.core.schedules import ReplaySchedule
+from rl_agents.envs.masked import base_of
 from rl_agents.training import make_trainer
 
 PRESETS = list_presets()
@@ -52,7 +53,7 @@ def missing_family(env_id: str) -> str | None:
     elif "NoFrameskip" in env_id or env_id.startswith("ALE/"):
         module = "ale_py"
     else:
-        entry_point = str(gym.spec(env_id).entry_point)
+        entry_point = str(gym.spec(base_of(env_id) or env_id).entry_point)  # a NoVel id: its base env's
         module = "mujoco" if "mujoco" in entry_point else "Box2D" if "box2d" in entry_point else None
     return module if module is not None and importlib.util.find_spec(module) is None else None
 

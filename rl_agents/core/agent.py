@@ -302,8 +302,8 @@ class Agent(nn.Module):
         raise NotImplementedError(f"agent {self.name!r} has no random_act, which replay schedules need")
 
     def set_progress(self, global_step: int, total_steps: int | None) -> None:
-        """Called on the acting agent before every ``act`` and every update (e.g. for an exploration
-        schedule, or a clipping range its loss anneals)."""
+        """Called on the acting agent before every ``act`` (e.g. for an exploration schedule, or a
+        clipping range its loss anneals); when distributed, the learner's copy hears it before every update."""
 
     def env_action(self, outputs: Batch) -> torch.Tensor:
         """The action sent to the environment (e.g. clipped); the stored action stays raw."""

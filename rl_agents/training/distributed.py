@@ -64,6 +64,7 @@ from gymnasium.vector import AutoresetMode
 
 from rl_agents.config.defaults import with_num_envs
 from rl_agents.config.schema import build_agents, make_config_envs, translated_build_errors
+from rl_agents.core.agent import Batch
 from rl_agents.training.learner import EnvSpaces, Learner, resolve_device
 from rl_agents.training.ray_collectors import (
     DistributedError,
@@ -185,6 +186,12 @@ class DistributedTrainer(Trainer):
     envs_per_worker = property(lambda self: self.collector.envs_per_worker)
     num_worker_failures = property(lambda self: self.collector.num_worker_failures)
     worker_handles = property(lambda self: self.collector.worker_handles)
+
+    def learn(self, batch: Batch) -> dict[str, float]:
+        # Only the workers' copies act, so the learner's acting agent hears where the run stands here:
+        # a loss may read it (PPO's annealed clip range), as the acting agent of one process does.
+        self.learner.acting.set_progress(self.global_step, self.total_steps)
+        return super().learn(batch)
 
     def start_workers(self) -> list[Any]:
         """Start Ray (unless this process already joined a cluster) and the workers; returns their handles."""

@@ -244,9 +244,6 @@ class Learner:
         try:  # (inline, not a helper: warnings' stack levels count the frames down to the optimizer step)
             metrics: dict[str, float] = {}
             where = f"update {self.num_updates + 1}, step {global_step}"
-            # Where the run stands, for schedules a loss reads (PPO's annealed clip range); the acting
-            # agent hears it before every act too, but when distributed only the workers' copies act.
-            self.acting.set_progress(global_step, total_steps)
             for agent in self.composition.order:
                 for key, value in agent.preprocess(batch).items():
                     metrics[f"{agent.name}/{key}"] = float(value)
