@@ -26,11 +26,6 @@ class CarriedState:
         self.shapes = dict(agent.carried_state())
         self.values: Batch = self.initial()
 
-    @property
-    def active(self) -> bool:
-        """Whether the agent carries any state."""
-        return bool(self.shapes)
-
     def initial(self) -> Batch:
         return self.agent.initial_carried_state(self.num_envs, self.device) if self.shapes else {}
 

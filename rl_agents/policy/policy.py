@@ -183,7 +183,13 @@ class Policy:
             starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(-1), device=self.device)
             if starts.numel() not in (1, len(observations)):
                 raise ValueError(f"episode_start has {starts.numel()} entries for {len(observations)} observations")
-            carried = {name: value * (~starts).view(-1, 1).to(value.dtype) for name, value in carried.items()}
+            # Back to the agent's initial state (as CarriedState.reset), not an assumed zero.
+            initial = self.agent.initial_carried_state(len(observations), self.device)
+            starting = starts.expand(len(observations))
+            carried = {
+                name: torch.where(starting.view(-1, *([1] * (value.dim() - 1))), initial[name], value)
+                for name, value in carried.items()
+            }
         with torch.inference_mode():
             outputs = self.agent.act(
                 observations.to(self.device, non_blocking=True), deterministic=deterministic, state=carried
