@@ -14,6 +14,7 @@ from rl_agents.agents import AGENTS
 from rl_agents.cli.main import build_parser
 from rl_agents.cli.run_config import resolve_config
 from rl_agents.config import build_agents, list_presets, load_yaml, preset_path
+from rl_agents.config.compositions import COMPOSITIONS, expand_agent_names
 from rl_agents.core.schedules import ReplaySchedule
 from rl_agents.envs.masked import base_of
 from rl_agents.training import make_trainer
@@ -21,7 +22,7 @@ from rl_agents.training import make_trainer
 PRESETS = list_presets()
 
 # Where a preset's numbers may come from, named in its leading comment.
-SOURCES = re.compile(r"rl-zoo3|CleanRL|Burda et al\.")
+SOURCES = re.compile(r"rl-zoo3|CleanRL|Burda et al\.|Obando-Ceron & Castro")
 # Presets with this library's own settings (no outside source to name).
 OWN_SETTINGS = {"MountainCar-v0"}
 # A translated rl-zoo3 entry names its file and entry on the first line.
@@ -41,15 +42,21 @@ MAX_ENVS = 2
 
 
 def env_and_agent(name: str) -> tuple[str, str | None]:
-    """``CartPole-v1.dqn`` -> (``CartPole-v1``, ``dqn``); ``CartPole-v1`` -> (``CartPole-v1``, None)."""
+    """``CartPole-v1.dqn`` -> (``CartPole-v1``, ``dqn``); ``CartPole-v1`` -> (``CartPole-v1``, None);
+    ``MinAtar_Breakout-v1.rainbow`` -> (``MinAtar/Breakout-v1``, ``rainbow``): the env id the file's name
+    stands for (``/`` is ``_`` in file names) and the learner or composition it is for."""
     env_id, _, suffix = name.rpartition(".")
-    return (env_id, suffix) if env_id and suffix in AGENTS else (name, None)
+    if not (env_id and (suffix in AGENTS or suffix in COMPOSITIONS)):
+        env_id, suffix = name, None
+    return load_yaml(preset_path(name))["env"], suffix
 
 
 def missing_family(env_id: str) -> str | None:
     """The module an env's family needs when it is not installed (None: installed, or built in)."""
     if env_id.startswith("MiniGrid"):
         module = "minigrid"
+    elif env_id.startswith("MinAtar/"):
+        module = "minatar"
     elif "NoFrameskip" in env_id or env_id.startswith("ALE/"):
         module = "ale_py"
     else:
@@ -85,7 +92,8 @@ def test_preset_header_names_its_source(name: str) -> None:
 def test_command_line_finds_the_preset(name: str) -> None:
     env_id, agent = env_and_agent(name)
     raw = load_yaml(preset_path(name))
-    assert raw["env"] == env_id, f"{name}: presets are looked up by env id, so the file's env must be {env_id}"
+    file_env = name.removesuffix(f".{agent}") if agent else name
+    assert env_id.replace("/", "_") == file_env, f"{name}: presets are looked up by env id, so its env must be it"
     assert preset_path(env_id, agent) == preset_path(name)
     if agent is not None:
         assert raw["agents"].split("+")[0] == agent, f"{name}: an <env>.<agent> preset must have that learner"
@@ -109,7 +117,8 @@ def test_preset_trains_one_update(name: str) -> None:
         pytest.skip(f"{env_id} needs the {missing!r} module, which is not installed")
     parser = build_parser()
     preset = resolve_config(parser.parse_args(_train_argv(env_id, agent, [])))
-    assert preset.agents == load_yaml(preset_path(name))["agents"]  # the preset's learner, not stripped
+    # the preset's learner, not stripped (a composition such as rainbow stands for its agents)
+    assert preset.agents == expand_agent_names(load_yaml(preset_path(name))["agents"])
     acting = next(built for built in build_agents(preset) if built.acts)
     replay = isinstance(acting.suggested_schedule(), ReplaySchedule)
     num_envs = min(preset.trainer.num_envs or MAX_ENVS, MAX_ENVS)

@@ -11,6 +11,10 @@ optimizer step, so the actor's loss sees the critics as they were before this st
 (SB3 updates the critics first). The actor's gradient never reaches the critics: its Q estimate
 uses their parameters detached.
 
+Sampler feedback: the critic loss weights each row by ``sample_weight`` (ones unless a sampler such as
+``per`` draws the rows; the actor and temperature losses are not weighted) and the loss outputs
+``priority``, the mean of the two critics' |TD errors| summed over the streams.
+
 Reward streams: each critic has one output per stream in the composition; each output is trained on
 its stream's reward with the stream's discount (non-episodic streams bootstrap through terminal
 states), the entropy bonus belongs to the extrinsic stream, and the actor maximizes the
@@ -34,6 +38,8 @@ from rl_agents.core.agent import (
     EXTRINSIC,
     N_STEPS,
     OBS,
+    PRIORITY,
+    SAMPLE_WEIGHT,
     TERMINATED,
     Agent,
     Batch,
@@ -213,8 +219,8 @@ class SAC(Agent):
         )
 
     def data_spec(self) -> DataSpec:
-        needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS} | {stream.key for stream in self.streams}
-        return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}))
+        needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS, SAMPLE_WEIGHT} | {s.key for s in self.streams}
+        return DataSpec(needs=frozenset(needs), act_outputs=frozenset({ACTION}), loss_outputs=frozenset({PRIORITY}))
 
     def param_groups(self) -> list[dict]:
         groups = [
@@ -254,7 +260,8 @@ class SAC(Agent):
 
     def loss_terms(self) -> dict[str, str]:
         terms = {
-            "critic": f"0.5 x squared soft TD error of both critics, summed over {len(self.streams)} stream output(s)",
+            "critic": f"0.5 x squared soft TD error of both critics, summed over {len(self.streams)} stream output(s), "
+            "rows weighted by sample_weight",
             "actor": "alpha x log pi(a|s) - min over critics of the coef-weighted Q(s, a), a ~ pi",
         }
         if self.autotune:
@@ -306,7 +313,10 @@ class SAC(Agent):
         obs, action = self._flat(minibatch[OBS]), minibatch[ACTION]
         target = self._soft_target(minibatch)
         q_values = [critic(obs, action) for critic in self.critics]
-        critic_loss = 0.5 * sum((q - target).square().mean(dim=0).sum() for q in q_values)
+        weights = minibatch[SAMPLE_WEIGHT].unsqueeze(1)  # [batch, 1]: ones unless a sampler weights the rows
+        critic_loss = 0.5 * sum((weights * (q - target).square()).mean(dim=0).sum() for q in q_values)
+        # The mean of the two critics' |TD errors|, summed over the streams (as Tianshou prioritizes SAC).
+        minibatch[PRIORITY] = sum((q.detach() - target).abs() for q in q_values).sum(dim=1) / len(q_values)
         policy_action, log_prob = self.actor.sample(obs, self.generator)
         actor_loss = (self.alpha * log_prob - self._policy_value(obs, policy_action)).mean()
         terms = {"critic": critic_loss, "actor": actor_loss}

@@ -21,6 +21,7 @@ from rl_agents.config import (
     preset_path,
     with_num_envs,
 )
+from rl_agents.config.compositions import COMPOSITIONS, learner_name
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -30,7 +31,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         source = origin = args.config
     else:
         env_id = args.env or "CartPole-v1"
-        learner = parse_agent_names(args.agents, source="command line")[0] if getattr(args, "agents", None) else None
+        learner = _learner(args.agents) if getattr(args, "agents", None) else None
         raw = load_preset(env_id, learner)
         source, origin = _preset_origin(env_id, learner)
     if getattr(args, "env", None):
@@ -55,6 +56,12 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     config = config_from_dict(raw, source=source)
     config.origin = origin
     return with_num_envs(config)
+
+
+def _learner(agents: str) -> str:
+    """The name presets are looked up by: the first agent, or a composition's name (``rainbow``)."""
+    first = learner_name(agents)
+    return first if first in COMPOSITIONS else parse_agent_names(agents, source="command line")[0]
 
 
 def _preset_origin(env_id: str, learner: str | None) -> tuple[str, str]:

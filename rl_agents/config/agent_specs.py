@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from rl_agents.config.compositions import expand_agent_names
 from rl_agents.config.registry import TRUSTED, AgentImports, AgentLookupError, is_import_path, resolve_agent_class
 from rl_agents.config.values import ConfigError, check_type, did_you_mean, show
 from rl_agents.core.agent import Agent
@@ -44,7 +45,7 @@ def agent_entries(
     spec = raw.get("agents", "ppo")
     if not isinstance(spec, str):
         raise ConfigError(f"{source}: agents: expected names joined by '+', e.g. 'ppo+rnd', got {show(spec)}")
-    items = [item.strip() for item in spec.split("+") if item.strip()]
+    items = [item.strip() for item in expand_agent_names(spec).split("+") if item.strip()]
     if not items:
         raise ConfigError(f"{source}: agents: expected names joined by '+', e.g. 'ppo+rnd'")
     entries: list[AgentEntry] = []

@@ -30,6 +30,7 @@ import yaml
 
 from rl_agents.agents import AGENTS
 from rl_agents.config.agent_specs import AgentEntry, agent_entries, agent_options, build_agent, section_of
+from rl_agents.config.compositions import COMPOSITIONS, expand_compositions, learner_name
 from rl_agents.config.registry import TRUSTED, AgentImports, env_import_refusal
 from rl_agents.config.values import ConfigError, check_type, did_you_mean, json_problem, show
 from rl_agents.core.agent import Agent, CompositionError
@@ -173,6 +174,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config", imports: Agent
     config read from a checkpoint or a run directory is refused them unless trusted)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
+    raw = expand_compositions(raw)
     entries = agent_entries(raw, source, RESERVED_KEYS, imports)
     agent_names = [entry.name for entry in entries]
     allowed = TOP_LEVEL_KEYS + agent_names + [RESUME_HISTORY_KEY]
@@ -311,7 +313,12 @@ def load_preset(env_id: str, agent: str | None = None) -> dict[str, Any]:
 
 def preset_fits(raw: dict[str, Any], agent: str | None) -> bool:
     """Whether a preset was tuned for ``agent`` as the learner (None: any learner: the preset's own)."""
-    return agent is None or parse_agent_names(raw.get("agents", RunConfig.agents))[0] == agent
+    if agent is None:
+        return True
+    spec = raw.get("agents", RunConfig.agents)
+    if agent in COMPOSITIONS or learner_name(spec) in COMPOSITIONS:
+        return learner_name(spec) == agent
+    return parse_agent_names(spec)[0] == agent
 
 
 # ValueErrors that already are messages for the user; any other ValueError raised while building a

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rl_agents.core.agent_state import install_state_attributes
+from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 
 Batch = dict[str, torch.Tensor]
@@ -48,7 +49,16 @@ ENV_KEYS = frozenset({OBS, NEXT_OBS, ACTION, TERMINATED, TRUNCATED, VALID, EPISO
 # say whether the episode ended within them; ``next_obs`` stays the one-step next observation.
 N_STEPS = "n_steps"
 BOOTSTRAP_OBS = "bootstrap_obs"
-REPLAY_KEYS = frozenset({N_STEPS, BOOTSTRAP_OBS})
+# Also only in replay minibatches (sampler feedback, e.g. prioritized replay): ``sample_weight`` is each
+# row's importance-sampling weight, which a learner's loss multiplies its per-row loss by (all ones under
+# uniform sampling, so reading it always is exact); ``replay_index`` is where the row sits in the replay
+# ring, so that a sampler can be told about it after the loss.
+SAMPLE_WEIGHT = "sample_weight"
+REPLAY_INDEX = "replay_index"
+REPLAY_KEYS = frozenset({N_STEPS, BOOTSTRAP_OBS, SAMPLE_WEIGHT, REPLAY_INDEX})
+# A loss output (``DataSpec.loss_outputs``): the per-row priority of a replayed transition, e.g. DQN's
+# |TD error|, which a prioritized sampler consumes after the optimizer step.
+PRIORITY = "priority"
 # Carried state (memory). An acting agent that declares ``carried_state()`` gets its state in ``act(...,
 # state=...)`` and returns the state to carry on under ``next_carried/<name>``; in batches,
 # ``carried/<name>`` is the state each step was acted from (already reset at episode starts) and
@@ -153,12 +163,16 @@ class DataSpec:
     sequence_needs: keys read by ``loss`` as whole ``[T, B, ...]`` env sequences (``sequence/<key>``)
         when the schedule minibatches sequences (e.g. a recurrent policy replaying its memory); a
         subset of ``needs``.
+    loss_outputs: keys ``loss`` writes into its minibatch, one detached value per row (e.g. a replay
+        learner's ``priority``), for a part that consumes them after the optimizer step (a sampler);
+        another agent needing such a key is served by them, not by preprocessing.
     """
 
     needs: frozenset[str] = frozenset()
     provides: frozenset[str] = frozenset()
     act_outputs: frozenset[str] = frozenset()
     sequence_needs: frozenset[str] = frozenset()
+    loss_outputs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -284,6 +298,12 @@ class Agent(nn.Module):
         parts of the agent their own learning rates, e.g. SAC's actor and critics."""
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr": self.lr}] if params else []
+
+    def replay_sampler(self) -> ReplaySampler | None:
+        """A part that decides which replayed transitions are trained on (e.g. prioritized replay) returns
+        its sampler: the replay buffer then draws minibatches through it instead of uniformly, and feeds
+        it the loss outputs it consumes after each optimizer step. At most one agent may; None: uniform."""
+        return None
 
     def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) pairs the Trainer moves together per the replay schedule's ``tau``."""

@@ -66,6 +66,13 @@ def resolve(
                     f"agent {agent.name!r} provides {key!r}, which {providers[key]!r} already provides"
                 )
             providers[key] = agent.name
+    for agent in sorted(agents, key=lambda a: a.name):  # loss outputs serve parts that consume them after a step
+        for key in sorted(specs[agent.name].loss_outputs):
+            if key in providers:
+                raise CompositionError(
+                    f"agent {agent.name!r} outputs {key!r} from its loss, which {providers[key]!r} already provides"
+                )
+            providers[key] = agent.name
     for stream in streams:
         if stream.key not in providers:
             raise CompositionError(f"reward stream {stream.name!r} is declared but no agent provides {stream.key!r}")

@@ -136,3 +136,25 @@ def replay_td_targets(
     discount = gammas ** minibatch[N_STEPS].unsqueeze(1)
     bootstrap = 1.0 - minibatch[TERMINATED].float().unsqueeze(1) * episodic
     return rewards + discount * bootstrap * next_values
+
+
+def categorical_projection(
+    probs: torch.Tensor, rewards: torch.Tensor, discounts: torch.Tensor, support: torch.Tensor
+) -> torch.Tensor:
+    """The distributional Bellman target of C51 (Bellemare et al. 2017, Algorithm 1): the distribution
+    ``probs`` ``[..., atoms]`` over ``support`` shifted to ``reward + discount * z`` (clipped to the support's
+    range) and projected back onto the support, each atom's mass split between its two neighbours in
+    proportion to closeness. ``rewards`` and ``discounts`` are ``[...]``; a discount of 0 (a terminal
+    state) puts all the mass next to the reward."""
+    atoms = support.shape[0]
+    v_min, v_max = float(support[0]), float(support[-1])
+    delta = (v_max - v_min) / (atoms - 1)
+    shifted = (rewards.unsqueeze(-1) + discounts.unsqueeze(-1) * support).clamp(v_min, v_max)
+    position = ((shifted - v_min) / delta).clamp(0, atoms - 1)  # fractional atom index
+    lower, upper = position.floor().long(), position.ceil().long()
+    # Where the position is a whole atom (lower == upper) all of its mass goes there.
+    lower_share = upper.to(probs.dtype) - position + (lower == upper).to(probs.dtype)
+    projected = torch.zeros_like(probs)
+    projected.scatter_add_(-1, lower, probs * lower_share)
+    projected.scatter_add_(-1, upper, probs * (position - lower.to(probs.dtype)))
+    return projected

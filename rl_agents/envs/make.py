@@ -29,13 +29,18 @@ def _env_family(env_id: str) -> str:
         return "atari"
     if env_id.startswith("popgym-"):
         return "popgym"
+    if env_id.startswith("MinAtar/"):
+        return "minatar"
     return "gymnasium"
 
 
 def samples_when_evaluated(env_id: str) -> bool:
     """Whether evaluating a policy on ``env_id`` samples its actions by default: on MiniGrid and Atari,
     as rl-zoo3 evaluates them (a greedy policy can walk in circles in a gridworld, or repeat one move
-    in a game, where the policy it learned as a sampler does not); greedy actions elsewhere."""
+    in a game, where the policy it learned as a sampler does not); greedy actions elsewhere.
+
+    MinAtar stays greedy: its paper (Young & Tian 2019) reports epsilon-greedy DQN returns, not those of a
+    sampled policy, and its sticky actions (10%) already break a repeated move."""
     return _env_family(env_id) in ("minigrid", "atari")
 
 
@@ -49,10 +54,34 @@ def _register_family(family: str) -> None:
             gym.register_envs(ale_py)
         elif family == "popgym":
             import popgym  # noqa: F401  (registers the popgym-* ids)
+        elif family == "minatar":
+            import minatar.gym
+
+            # register_envs() registers the MinAtar/<Game>-v0/-v1 ids anew on every call (gymnasium warns
+            # "Overriding environment"): register them once.
+            if not any(key.startswith("MinAtar/") for key in gym.registry):
+                minatar.gym.register_envs()
     except ImportError as error:
         raise EnvCreationError(
             f"{family} environments need the {family!r} extra: pip install 'rl-agents[{family}]'"
         ) from error
+
+
+class ChannelsFirstUint8(gym.ObservationWrapper):
+    """A channels-last (H, W, C) boolean frame as a channels-first (C, H, W) uint8 image of 0s and 1s.
+
+    MinAtar's frames are 10x10xC with C = 4 to 10 channels; :func:`rl_agents.core.nets.image_layout`
+    takes a shape as channels-last only when its last axis has at most 4 entries, so 10x10x6 or 10x10x10
+    would be read as 10 channels of 10x6 or 10x10 pixels. (C, 10, 10) is read right for every C.
+    A module-level class: the async workers get it pickled."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        height, width, channels = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 1, (channels, height, width), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.uint8)
 
 
 def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
@@ -84,6 +113,11 @@ def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
             return gym.wrappers.FlattenObservation(env)
 
         return [popgym_observation]
+    if family == "minatar":
+        # MinAtar's own episode ends are kept: no step limit is registered (max_episode_steps None); Freeway
+        # ends after 2500 frames (reported as terminated, as MinAtar does), the other games end only when
+        # the game is lost. Sticky actions (10%) and difficulty ramping are MinAtar's defaults.
+        return [ChannelsFirstUint8]
     return []
 
 
@@ -157,6 +191,7 @@ def _import_env_module(env_id: str) -> None:
 def _make_one(
     env_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any], index: int
 ) -> gym.Env:
+    _register_family(_env_family(env_id))  # a spawned async worker has not run make_envs's registration
     env = _gym_make(env_id, env_kwargs)  # (a "module:EnvId" id: an async worker imports the module itself)
     for wrapper in wrappers:
         env = wrapper(env)

@@ -22,7 +22,9 @@ import torch
 
 from rl_agents.core.agent import (
     NEXT_OBS,
+    REPLAY_INDEX,
     REPLAY_KEYS,
+    SAMPLE_WEIGHT,
     SEQUENCE_VALID,
     TERMINATED,
     TRUNCATED,
@@ -36,6 +38,7 @@ from rl_agents.core.agent import (
 )
 from rl_agents.core.agent_state import check_agent_state, check_saved_attributes, record_baseline
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
+from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import (
     OnPolicySchedule,
     ReplaySchedule,
@@ -141,7 +144,8 @@ class Learner:
         )
         self.optimizer = build_optimizer(self.agents, default_learning_rate(self.acting))
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.replay = self._build_replay()
+        self._feedback_provider = ""  # the agent whose loss outputs what the replay sampler consumes
+        self.replay = self._build_replay(self._replay_sampler())
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
         self._target_tensors: list[tuple[list[torch.Tensor], ...]] | None = None
         self.step = SummedLossStep(
@@ -205,10 +209,42 @@ class Learner:
             )
         schedule.num_minibatches = self.num_envs
 
-    def _build_replay(self) -> ReplayBuffer | None:
+    def _replay_sampler(self) -> tuple[str, ReplaySampler] | None:
+        """The composition's replay sampler and the agent that supplies it (at most one), checked: it needs
+        a replay schedule, a loss that outputs what it consumes, and a loss that reads ``sample_weight``."""
+        supplied = [(agent.name, sampler) for agent in self.agents if (sampler := agent.replay_sampler()) is not None]
+        if not supplied:
+            return None
+        if len(supplied) > 1:
+            raise CompositionError(
+                f"agents {supplied[0][0]!r} and {supplied[1][0]!r} both supply a replay sampler; at most one may"
+            )
+        name, sampler = supplied[0]
+        if not isinstance(self.schedule, ReplaySchedule):
+            raise CompositionError(
+                f"agent {name!r} samples the replay buffer, but agent {self.acting.name!r} trains on-policy "
+                "from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
+            )
+        specs = self.composition.specs
+        if not any(sampler.feedback_key in spec.loss_outputs for spec in specs.values()):
+            raise CompositionError(
+                f"agent {name!r} consumes {sampler.feedback_key!r}, which no agent's loss outputs "
+                "(a replay learner declares it in DataSpec.loss_outputs)"
+            )
+        if not any(SAMPLE_WEIGHT in spec.needs for spec in specs.values()):
+            raise CompositionError(
+                f"agent {name!r} draws replay rows with importance weights {SAMPLE_WEIGHT!r}, but no agent's loss "
+                "reads them (declared in needs): the learner would train on biased samples"
+            )
+        return name, sampler
+
+    def _build_replay(self, sampler: tuple[str, ReplaySampler] | None) -> ReplayBuffer | None:
         if not isinstance(self.schedule, ReplaySchedule):
             return None
-        return ReplayBuffer(max(self.schedule.buffer_size // self.num_envs, 1), self.num_envs, self.device)
+        if sampler is not None:
+            self._feedback_provider = self.composition.providers[sampler[1].feedback_key]
+        capacity = max(self.schedule.buffer_size // self.num_envs, 1)
+        return ReplayBuffer(capacity, self.num_envs, self.device, None if sampler is None else sampler[1])
 
     @property
     def rollout_steps(self) -> int:
@@ -255,7 +291,7 @@ class Learner:
             else:
                 self.replay.add({key: value for key, value in batch.items() if key in self._replay_keys})
                 with subnormals_flushed():
-                    metrics.update(self._optimize_replay(global_step, where))
+                    metrics.update(self._optimize_replay(global_step, total_steps, where))
         except (NonFiniteError, ContractError):  # a broken agent contract leaves the learner as it was too
             self._snapshot.restore()
             self.num_updates, self.total_gradient_steps, self.step.skipped = counters
@@ -335,21 +371,25 @@ class Learner:
         for start, stop in _split_bounds(num_envs, self.schedule.num_minibatches):
             yield sequence_minibatch(columns, env_order[start:stop], sequence_keys)
 
-    def _optimize_replay(self, global_step: int, where: str) -> dict[str, float]:
-        """``gradient_steps`` minibatches sampled from the replay buffer, with target updates."""
+    def _optimize_replay(self, global_step: int, total_steps: int | None, where: str) -> dict[str, float]:
+        """``gradient_steps`` minibatches sampled from the replay buffer, with target updates; a sampler
+        gets its feedback after each optimizer step."""
         schedule = self.schedule
         assert isinstance(schedule, ReplaySchedule) and self.replay is not None
         if global_step <= schedule.learning_starts:  # as SB3: train once more than learning_starts were seen
             return {}
         sums: dict[str, float] = {}
         steps = 0
+        progress = min(global_step / total_steps, 1.0) if total_steps else 0.0
         for index in range(schedule.gradient_steps):
             minibatch = self.replay.sample(
-                schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams
+                schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams, progress=progress
             )
             final = index == schedule.gradient_steps - 1
             step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
             if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
+                if self.replay.sampler is not None:
+                    self._feed_sampler(minibatch, where)
                 for key, value in step_values.items():
                     sums[key] = sums.get(key, 0.0) + value
                 steps += 1
@@ -357,6 +397,26 @@ class Learner:
             if self.total_gradient_steps % schedule.target_update_interval == 0:
                 self.update_targets(schedule.tau)
         return {key: value / steps for key, value in sums.items()}
+
+    def _feed_sampler(self, minibatch: Batch, where: str) -> None:
+        """Give the sampler the loss output it consumes, checked against the providing agent's contract."""
+        assert self.replay is not None and self.replay.sampler is not None
+        key = self.replay.sampler.feedback_key
+        values = minibatch.get(key)
+        rows = minibatch[REPLAY_INDEX].shape[0]
+        provider = self._feedback_provider
+        if not isinstance(values, torch.Tensor):
+            raise ContractError(
+                f"agent {provider!r} declares loss output {key!r} but its loss did not write it ({where})"
+            )
+        if tuple(values.shape) != (rows,):
+            raise ContractError(
+                f"agent {provider!r} loss output {key!r} has shape {list(values.shape)}, expected [{rows}] "
+                f"(one value per minibatch row) ({where})"
+            )
+        if not bool(torch.isfinite(values).all()):
+            raise ContractError(f"agent {provider!r} loss output {key!r} holds NaN or inf ({where})")
+        self.replay.feedback(minibatch[REPLAY_INDEX], values)
 
     @torch.no_grad()
     def update_targets(self, tau: float) -> None:

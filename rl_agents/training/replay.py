@@ -5,7 +5,10 @@ are stored with them) are appended along time; the oldest are overwritten once t
 Keeping each env's transitions in time order is what makes n-step returns possible at sampling time.
 
 Sampling is uniform over the stored transitions that are real (``valid``): the reset step of a
-next-step autoreset is stored, to keep the time axis regular, but never sampled.
+next-step autoreset is stored, to keep the time axis regular, but never sampled. A part of the
+composition may supply a :class:`~rl_agents.core.sampling.ReplaySampler` instead (prioritized replay):
+the buffer then tells it every slot it writes, draws through it, and passes it the learner's feedback;
+its state is saved, restored and rolled back with the buffer's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,19 @@ from typing import Any
 
 import torch
 
-from rl_agents.core.agent import BOOTSTRAP_OBS, N_STEPS, NEXT_OBS, TERMINATED, TRUNCATED, VALID, Batch, RewardStream
+from rl_agents.core.agent import (
+    BOOTSTRAP_OBS,
+    N_STEPS,
+    NEXT_OBS,
+    REPLAY_INDEX,
+    SAMPLE_WEIGHT,
+    TERMINATED,
+    TRUNCATED,
+    VALID,
+    Batch,
+    RewardStream,
+)
+from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.state import Apply, StateError, count, entry
 
 
@@ -36,15 +51,17 @@ class ReplayMark:
     invalid_count: int
     saved: list[tuple[slice, Batch]] | None  # the stored rows the adds overwrite; None: nothing allocated yet
     fresh: list[slice]  # the rows they write that held no data (zeros) yet
+    sampler: Any = None  # what the sampler's rewind needs (None: uniform sampling)
 
 
 class ReplayBuffer:
     """Args:
     capacity: vector steps kept (``buffer_size // num_envs``); each holds ``num_envs`` transitions.
     device: where sampled minibatches are returned; the ring itself stays in host memory.
+    sampler: draws minibatches instead of uniform sampling (e.g. prioritized replay); None: uniform.
     """
 
-    def __init__(self, capacity: int, num_envs: int, device: torch.device):
+    def __init__(self, capacity: int, num_envs: int, device: torch.device, sampler: ReplaySampler | None = None):
         if capacity < 1:
             raise ValueError(f"the replay buffer must hold at least one vector step, got capacity {capacity}")
         self.capacity = capacity
@@ -54,6 +71,9 @@ class ReplayBuffer:
         self._invalid_count = 0  # invalid transitions in the ring; sampling rejects only when there are any
         self.position = 0  # next vector step to write
         self.size = 0  # vector steps stored
+        self.sampler = sampler
+        if sampler is not None:
+            sampler.reset(capacity * num_envs)  # one slot per transition: step * num_envs + env
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -89,6 +109,9 @@ class ReplayBuffer:
             if key not in piece:
                 raise KeyError(f"replay chunk lacks {key!r}, which earlier chunks had")
             stored[rows] = piece[key].to("cpu")
+        if self.sampler is not None:
+            slots = (rows.unsqueeze(1) * self.num_envs + torch.arange(self.num_envs)).reshape(-1)
+            self.sampler.added(slots.numpy(), piece[VALID][:length].to("cpu").reshape(-1).numpy())
         self.position = (self.position + length) % self.capacity
         self.size = min(self.size + length, self.capacity)
 
@@ -104,8 +127,9 @@ class ReplayBuffer:
         """Remember what adding ``length`` vector steps will change, for :meth:`rewind` (a failed update's
         batch, see :mod:`rl_agents.training.rollback`). Only the stored rows the add overwrites are copied:
         none while the ring is filling, since rows past ``size`` were never written and hold zeros."""
+        sampler_mark = None if self.sampler is None else self.sampler.mark()
         if not self.data:
-            return ReplayMark(self.position, self.size, self._invalid_count, None, [])
+            return ReplayMark(self.position, self.size, self._invalid_count, None, [], sampler_mark)
         saved: list[tuple[slice, Batch]] = []
         fresh: list[slice] = []
         for rows in self._ring_slices(length):
@@ -114,11 +138,13 @@ class ReplayBuffer:
                 saved.append((stored, {key: value[stored].clone() for key, value in self.data.items()}))
             if max(rows.start, self.size) < rows.stop:
                 fresh.append(slice(max(rows.start, self.size), rows.stop))
-        return ReplayMark(self.position, self.size, self._invalid_count, saved, fresh)
+        return ReplayMark(self.position, self.size, self._invalid_count, saved, fresh, sampler_mark)
 
     def rewind(self, mark: ReplayMark) -> None:
-        """Put back the rows, position, size and count of invalid transitions of ``mark``."""
+        """Put back the rows, position, size and count of invalid transitions of ``mark`` (and the sampler)."""
         self.position, self.size, self._invalid_count = mark.position, mark.size, mark.invalid_count
+        if self.sampler is not None:
+            self.sampler.rewind(mark.sampler)
         if mark.saved is None:
             self.data = {}
             return
@@ -136,18 +162,30 @@ class ReplayBuffer:
         *,
         n_step: int = 1,
         streams: tuple[RewardStream, ...] = (),
+        progress: float = 0.0,
     ) -> Batch:
-        """``batch_size`` uniformly drawn valid transitions as flat ``[batch_size, ...]`` tensors.
+        """``batch_size`` valid transitions as flat ``[batch_size, ...]`` tensors, drawn uniformly or by the
+        sampler (``progress``: the fraction of the run done, for its schedules).
 
-        Rows also hold ``bootstrap_obs`` and ``n_steps``. With ``n_step`` > 1 each row looks ahead up
-        to n steps in its env, stopping where the episode ended or the newest data is:
+        Rows also hold ``bootstrap_obs``, ``n_steps``, ``sample_weight`` (the sampler's importance
+        weights; ones when uniform) and ``replay_index`` (the slot each row came from). With ``n_step``
+        > 1 each row looks ahead up to n steps in its env, stopping where the episode ended or the newest data is:
         ``bootstrap_obs``, ``terminated`` and ``truncated`` come from the last step reached, each
         stream's reward is its ``gamma``-discounted sum and ``n_steps`` says how many steps were summed;
         ``next_obs`` stays the one-step next observation (e.g. for curiosity's dynamics models).
         """
-        flat = self._draw(batch_size, generator)
+        if self.sampler is None:
+            flat = self._draw(batch_size, generator)
+            weights = torch.ones(batch_size)
+        else:
+            if self.size == 0:
+                raise RuntimeError("the replay buffer holds too few valid transitions to sample (0 stored)")
+            slots, drawn_weights = self.sampler.draw(batch_size, generator, progress)
+            flat, weights = torch.from_numpy(slots), torch.from_numpy(drawn_weights)
         steps, envs = flat // self.num_envs, flat % self.num_envs
         rows = {key: value.flatten(0, 1).index_select(0, flat) for key, value in self.data.items()}
+        rows[SAMPLE_WEIGHT] = weights
+        rows[REPLAY_INDEX] = flat
         count = torch.ones(batch_size, dtype=torch.int64)
         if NEXT_OBS in rows:
             rows[BOOTSTRAP_OBS] = rows[NEXT_OBS]
@@ -155,6 +193,11 @@ class ReplayBuffer:
             count = self._add_n_step(rows, steps, envs, n_step, streams)
         rows[N_STEPS] = count.float()
         return {key: value.to(self.device, non_blocking=True) for key, value in rows.items()}
+
+    def feedback(self, slots: torch.Tensor, values: torch.Tensor) -> None:
+        """Pass the sampler the loss output it consumes for the rows drawn from ``slots``."""
+        if self.sampler is not None:
+            self.sampler.feedback(slots.to("cpu").numpy(), values.detach().to("cpu", torch.float64).numpy())
 
     def _draw(self, batch_size: int, generator: torch.Generator, max_rounds: int = 100) -> torch.Tensor:
         """Flat indices (step * num_envs + env) drawn uniformly over the valid transitions by rejection
@@ -209,6 +252,7 @@ class ReplayBuffer:
             "position": self.position,
             "size": self.size,
             "data": {key: value[: self.size].clone() for key, value in self.data.items()},
+            "sampler": None if self.sampler is None else self.sampler.state_dict(),
         }
 
     def prepare_load(self, state: Any, where: str = "replay") -> Apply:
@@ -232,11 +276,29 @@ class ReplayBuffer:
                 )
         if size > 0 and VALID not in data:
             raise StateError(f"{where}: replay buffer lacks its 'valid' mask")
+        apply_sampler = self._prepare_sampler_load(state, where)
 
         def apply() -> None:
             self._restore(data, position=position, size=size)
+            apply_sampler()
 
         return apply
+
+    def _prepare_sampler_load(self, state: dict[str, Any], where: str) -> Apply:
+        saved = state.get("sampler")
+        if self.sampler is None:
+            if saved is not None:
+                raise StateError(
+                    f"{where}: the checkpoint's replay has a sampler's state (e.g. prioritized replay), "
+                    "but this trainer samples uniformly"
+                )
+            return lambda: None
+        if saved is None:
+            raise StateError(
+                f"{where}: this trainer's replay has a sampler (e.g. prioritized replay), "
+                "but the checkpoint has no sampler state"
+            )
+        return self.sampler.prepare_load(saved, f"{where}.sampler")
 
     def load_state_dict(self, state: Any) -> None:
         self.prepare_load(state)()
