@@ -12,7 +12,16 @@ import torch
 from torch import nn
 
 from rl_agents import DQN, PPO, RND, SAC, CompositionError, ReplaySchedule, Trainer
-from rl_agents.core.agent import ACTION, BOOTSTRAP_OBS, N_STEPS, OBS, TERMINATED, RewardStream
+from rl_agents.core.agent import (
+    ACTION,
+    BOOTSTRAP_OBS,
+    N_STEPS,
+    OBS,
+    PRIORITY,
+    SAMPLE_WEIGHT,
+    TERMINATED,
+    RewardStream,
+)
 from tests.helpers import bind_standalone
 
 
@@ -89,10 +98,14 @@ def test_dqn_huber_loss_on_the_taken_action() -> None:
         "reward/extrinsic": torch.tensor([1.5, 1.0]),
         TERMINATED: torch.tensor([True, True]),
         N_STEPS: torch.tensor([1.0, 1.0]),
+        SAMPLE_WEIGHT: torch.tensor([1.0, 1.0]),
     }
     terms, _ = agent.loss(batch)
     # errors 0.5 (quadratic: 0.125) and 3.0 (linear: 2.5)
     assert float(terms["td"]) == pytest.approx((0.125 + 2.5) / 2)
+    assert batch[PRIORITY].tolist() == pytest.approx([0.5, 3.0])  # |TD error|, for a prioritized sampler
+    weighted, _ = agent.loss(batch | {SAMPLE_WEIGHT: torch.tensor([1.0, 0.5])})
+    assert float(weighted["td"]) == pytest.approx((0.125 + 0.5 * 2.5) / 2)
 
 
 def test_epsilon_decays_linearly_then_stays() -> None:
@@ -134,6 +147,7 @@ def test_sac_temperature_loss_and_its_gradient() -> None:
         "reward/extrinsic": torch.ones(4),
         TERMINATED: torch.zeros(4, dtype=torch.bool),
         N_STEPS: torch.ones(4),
+        SAMPLE_WEIGHT: torch.ones(4),
     }
     state = agent.generator.get_state()
     terms, metrics = agent.loss(batch)
@@ -294,6 +308,6 @@ def test_checkpoint_carries_the_replay_buffer_and_resumes_identically(tmp_path) 
         assert torch.equal(restored.replay.data[key], original.replay.data[key])
     # Same data, same generator, same counters: the next gradient steps are identical.
     for trainer in (original, restored):
-        trainer.learner._optimize_replay(trainer.global_step, "the next update")
+        trainer.learner._optimize_replay(trainer.global_step, None, "the next update")
     for a, b in zip(original.acting.parameters(), restored.acting.parameters()):
         assert torch.equal(a, b)

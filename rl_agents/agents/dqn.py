@@ -294,7 +294,8 @@ class DQN(Agent):
     def action_values(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[batch, actions]``: the coef-weighted sum of the stream heads (noisy layers sampled with
         ``generator``; their means without one)."""
-        return self.stream_values(self.q_network(obs, generator)) @ self.stream_coefs
+        output = self.q_network(obs) if generator is None else self.q_network(obs, generator)
+        return self.stream_values(output) @ self.stream_coefs
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> Batch:
@@ -320,16 +321,20 @@ class DQN(Agent):
         """The generator noisy layers draw from in training (None: no noisy layers)."""
         return self.generator if self.noisy else None
 
+    def _evaluate(self, network: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        """``network(obs)``, with fresh noise in its noisy layers when the agent has them."""
+        return network(obs) if self._noise is None else network(obs, self._noise)
+
     def _best_next_actions(self, next_obs: torch.Tensor, next_target: torch.Tensor) -> torch.Tensor:
         """The bootstrap actions: the online network's argmax (double) or the target's."""
-        chooser = self.q_network(next_obs, self._noise) if self.double else next_target
+        chooser = self._evaluate(self.q_network, next_obs) if self.double else next_target
         return (self.stream_values(chooser) @ self.stream_coefs).argmax(dim=1)
 
     def td_target(self, minibatch: Batch) -> torch.Tensor:
         """``[batch, streams]``: r + gamma^n * (1 - terminal) * Q_target(s', a*) per stream."""
         with torch.no_grad():
             next_obs = minibatch[BOOTSTRAP_OBS]
-            next_target = self.target_network(next_obs, self._noise)
+            next_target = self._evaluate(self.target_network, next_obs)
             best = self._best_next_actions(next_obs, next_target)
             next_value = next_target[torch.arange(best.shape[0], device=best.device), best]
             return replay_td_targets(minibatch, self.streams, next_value, self.stream_gammas, self.stream_episodic)
@@ -339,7 +344,7 @@ class DQN(Agent):
         n-step reward and discount (0 past a terminal state of an episodic stream), projected on the support."""
         with torch.no_grad():
             next_obs = minibatch[BOOTSTRAP_OBS]
-            next_logits = self.target_network(next_obs, self._noise)
+            next_logits = self._evaluate(self.target_network, next_obs)
             best = self._best_next_actions(next_obs, next_logits)
             next_probs = next_logits[torch.arange(best.shape[0], device=best.device), best].softmax(dim=-1)
             rewards = torch.stack([minibatch[stream.key].float() for stream in self.streams], dim=1)
@@ -349,7 +354,7 @@ class DQN(Agent):
 
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         weights = minibatch[SAMPLE_WEIGHT].unsqueeze(1)  # [batch, 1]: ones unless a sampler weights the rows
-        outputs = self.q_network(minibatch[OBS], self._noise)
+        outputs = self._evaluate(self.q_network, minibatch[OBS])
         taken = outputs[torch.arange(outputs.shape[0], device=outputs.device), minibatch[ACTION].long()]
         if self.atoms > 1:
             per_stream = -(self.target_distribution(minibatch) * taken.log_softmax(dim=-1)).sum(dim=-1)

@@ -136,6 +136,7 @@ class Learner:
         self._bind_agents()
         self.schedule: Schedule = self._resolve_schedule(schedule)
         self.off_policy = isinstance(self.schedule, ReplaySchedule)
+        self._refuse_sampler_on_policy()
         extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
         self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
         specs = self.composition.specs
@@ -209,6 +210,18 @@ class Learner:
             )
         schedule.num_minibatches = self.num_envs
 
+    def _refuse_sampler_on_policy(self) -> None:
+        """A part that samples the replay buffer needs one: refused with an on-policy learner, first (before
+        the keys it needs, which only replay learners' losses output, are checked)."""
+        if self.off_policy:
+            return
+        for agent in self.agents:
+            if agent.replay_sampler() is not None:
+                raise CompositionError(
+                    f"agent {agent.name!r} samples the replay buffer, but agent {self.acting.name!r} trains "
+                    "on-policy from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
+                )
+
     def _replay_sampler(self) -> tuple[str, ReplaySampler] | None:
         """The composition's replay sampler and the agent that supplies it (at most one), checked: it needs
         a replay schedule, a loss that outputs what it consumes, and a loss that reads ``sample_weight``."""
@@ -220,11 +233,6 @@ class Learner:
                 f"agents {supplied[0][0]!r} and {supplied[1][0]!r} both supply a replay sampler; at most one may"
             )
         name, sampler = supplied[0]
-        if not isinstance(self.schedule, ReplaySchedule):
-            raise CompositionError(
-                f"agent {name!r} samples the replay buffer, but agent {self.acting.name!r} trains on-policy "
-                "from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
-            )
         specs = self.composition.specs
         if not any(sampler.feedback_key in spec.loss_outputs for spec in specs.values()):
             raise CompositionError(
