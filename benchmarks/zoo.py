@@ -39,6 +39,7 @@ from benchmarks.zoo_scores import ZooScore, published_score
 RESULTS = Path(__file__).parent / "results" / "zoo.jsonl"
 BEGIN, END = "<!-- zoo:begin -->", "<!-- zoo:end -->"
 SECTION = "### rl-zoo3 presets (python -m benchmarks.zoo)"
+NOT_ZOO_PREFIX = "MinAtar/"  # presets whose env rl-zoo3 never trained on: only when named
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,11 @@ def select(presets: list[Preset], envs: list[str] | None, names: list[str] | Non
     if unknown:
         raise SystemExit(f"unknown presets: {', '.join(unknown)} (shipped: {', '.join(p.name for p in presets)})")
     chosen = [p for p in presets if (envs is None or p.env in envs) and (names is None or p.name in names)]
+    if envs is None and names is None:  # MinAtar is not an rl-zoo3 benchmark, and its presets train 10M frames
+        minatar = [p.name for p in chosen if p.env.startswith(NOT_ZOO_PREFIX)]
+        if minatar:
+            print(f"not trained by default (no rl-zoo3 score; name them with --presets): {', '.join(minatar)}")
+        chosen = [p for p in chosen if not p.env.startswith(NOT_ZOO_PREFIX)]
     if not chosen:
         raise SystemExit("no preset matches --envs / --presets")
     return chosen

@@ -61,6 +61,17 @@ def test_dqn_balances_cartpole_with_its_preset_within_100k_steps() -> None:
     assert np.mean(trainer.episodes.returns[:20]) < 50.0  # it started from random actions
 
 
+def test_dqn_with_prioritized_replay_balances_cartpole_within_the_dqn_budget() -> None:
+    config = config_from_dict(load_preset("CartPole-v1", "dqn") | {"agents": "dqn+per"})
+    trainer = make_trainer(config)
+    assert trainer.learner.replay.sampler is not None  # PER's sampler draws the minibatches
+    trainer.episodes.window = None  # every episode: the assertions read the first ones
+    trainer.train(100_000, progress=False, stop_when=reached(400.0))
+    assert trainer.global_step <= 100_000
+    assert np.mean(trainer.episodes.returns[-20:]) >= 400.0, f"last-20 mean {np.mean(trainer.episodes.returns[-20:])}"
+    assert np.mean(trainer.episodes.returns[:20]) < 50.0  # it started from random actions
+
+
 def test_sac_swings_up_pendulum_with_its_preset_within_20k_steps() -> None:
     config = config_from_dict(load_preset("Pendulum-v1", "sac"))
     assert config.steps == 20_000

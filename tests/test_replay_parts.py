@@ -371,3 +371,57 @@ def test_rainbow_loss_is_cross_entropy_weighted_by_sample_weight_and_outputs_it_
     assert priority.shape == (6,) and (priority > 0).all()
     # The term is the batch mean of the weighted per-row cross-entropy (one stream).
     assert float(terms["td"].detach()) == pytest.approx(float((batch[SAMPLE_WEIGHT] * priority).mean()), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- rainbow, named
+def test_rainbow_names_dqn_with_every_piece_and_per() -> None:
+    from rl_agents.config import build_agents, config_from_dict
+
+    config = config_from_dict({"env": "CartPole-v1", "agents": "rainbow"})
+    assert config.agents == "dqn+per"
+    assert config.agent_options["dqn"] | {} == {
+        "dueling": True,
+        "atoms": 51,
+        "noisy": True,
+        "double": True,
+        "initial_epsilon": 0.0,
+        "final_epsilon": 0.0,
+    }
+    assert config.agent_options["per"] == {"alpha": 0.5, "beta": 0.4, "final_beta": 1.0}
+    assert config.trainer.schedule == {"n_step": 3}
+    dqn, per = build_agents(config)
+    assert isinstance(dqn, DQN) and isinstance(per, PER) and dqn.atoms == 51 and dqn.noisy
+
+    # The user's settings win; a composition combines with other agents like any agent name.
+    mine = config_from_dict(
+        {"env": "CartPole-v1", "agents": "rainbow+rnd", "dqn": {"atoms": 21}, "trainer": {"n_step": 5}}
+    )
+    assert mine.agents == "dqn+per+rnd"
+    assert mine.agent_options["dqn"]["atoms"] == 21 and mine.agent_options["dqn"]["dueling"] is True
+    assert mine.trainer.schedule == {"n_step": 5}
+
+
+def test_command_line_rainbow_finds_its_minatar_preset_and_dqn_per_the_dqn_preset() -> None:
+    pytest.importorskip("minatar")
+    from rl_agents.cli.main import build_parser
+    from rl_agents.cli.run_config import resolve_config
+
+    parser = build_parser()
+    rainbow = resolve_config(parser.parse_args(["train", "--env", "MinAtar/Breakout-v1", "--agents", "rainbow"]))
+    assert rainbow.agents == "dqn+per" and rainbow.origin.startswith("preset MinAtar_Breakout-v1.rainbow")
+    assert rainbow.agent_options["dqn"]["lr"] == 1e-4 and rainbow.agent_options["dqn"]["v_max"] == 100.0
+    assert rainbow.agent_options["dqn"]["atoms"] == 51  # the composition's, under the preset's own settings
+    assert rainbow.agent_options["per"] == {"alpha": 0.5, "beta": 0.5, "final_beta": 0.5}
+    with_per = resolve_config(parser.parse_args(["train", "--env", "MinAtar/Breakout-v1", "--agents", "dqn+per"]))
+    assert with_per.origin.startswith("preset MinAtar_Breakout-v1 ") and with_per.agent_options["dqn"]["lr"] == 2.5e-4
+    assert with_per.agent_options.get("per", {}) == {}
+
+
+def test_every_rainbow_piece_composes_with_a_bonus_stream() -> None:
+    dqn = DQN(dueling=True, atoms=11, v_min=-5.0, v_max=5.0, noisy=True, initial_epsilon=0.0, final_epsilon=0.0)
+    trainer = Trainer(cartpole(), [dqn, PER(), RND()], seed=2, n_step=3, **schedule(batch_size=8))
+    trainer.train(80, progress=False, quiet=True)
+    assert trainer.learner.total_gradient_steps > 0
+    assert dqn.q_network(torch.zeros(5, 4)).shape == (5, 2, 2, 11)  # one distribution per stream
+    assert [stream.name for stream in dqn.streams] == ["extrinsic", "intrinsic"]
+    assert all(torch.isfinite(p).all() for p in dqn.parameters())

@@ -23,6 +23,7 @@ from rl_agents.cli.run_config import resolve_config
 from rl_agents.cli.run_lock import RunLockedError
 from rl_agents.cli.train import cmd_train
 from rl_agents.config import ConfigError, list_presets, load_yaml, preset_path
+from rl_agents.config.compositions import COMPOSITIONS
 from rl_agents.config.registry import AgentLookupError, registered_agents, resolve_agent_class
 from rl_agents.core.agent import CompositionError, ContractError
 from rl_agents.core.agent_state import UnsavedStateError
@@ -279,6 +280,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         agents.add_row(registered.name, "yes" if cls.acts else "no", registered.origin, registered.target, doc)
     console.print(agents)
+    compositions = Table(title="named compositions (--agents NAME, combinable: --agents rainbow+rnd)")
+    for column in ("name", "agents", "settings"):
+        compositions.add_column(column)
+    for name, composition in COMPOSITIONS.items():
+        compositions.add_row(name, composition.agents, composition.source)
+    console.print(compositions)
     presets = Table(title="presets (rl-agents train --env ID [--agents NAMES])")
     presets.add_column("env")
     presets.add_column("agents")
@@ -295,6 +302,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("MiniGrid", "minigrid"),
         ("Atari (ale-py)", "ale_py"),
         ("Box2D (LunarLander, BipedalWalker)", "Box2D"),
+        ("MinAtar (MinAtar/Breakout-v1, ...)", "minatar"),
+        ("POPGym (popgym-*)", "popgym"),
     ):
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)

@@ -49,9 +49,9 @@ class SumTree:
         self.nodes[nodes] = priorities[::-1][first_in_reversed]
         parents = nodes >> 1
         for _ in range(self.depth):  # every leaf is at the same depth: one level of parents at a time
-            parents = np.unique(parents)
+            # A parent listed twice is written twice with the same sum: cheaper than deduplicating.
             self.nodes[parents] = self.nodes[2 * parents] + self.nodes[2 * parents + 1]
-            parents >>= 1
+            parents = parents >> 1
 
     def rebuild(self) -> None:
         """Recompute every internal node from the leaves, level by level."""

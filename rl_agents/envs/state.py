@@ -93,8 +93,9 @@ _STATIC_TYPES = (
     types.ModuleType,
 )
 # Packages whose plain objects (no __slots__, default __new__, not envs or spaces) are saved as their
-# attributes and rebuilt as such: MiniGrid's Grid, WorldObj subclasses (doors, keys, ...) and rooms.
-_PLAIN_OBJECT_PACKAGES = frozenset({"minigrid"})
+# attributes and rebuilt as such: MiniGrid's Grid, WorldObj subclasses (doors, keys, ...) and rooms;
+# MinAtar's game objects (the Environment and each game's Env: positions, maps, RandomState).
+_PLAIN_OBJECT_PACKAGES = frozenset({"minigrid", "minatar"})
 # dtypes stored as tensors of the same dtype; any other plain dtype is stored as its raw bytes.
 _NATIVE_DTYPES = {
     np.dtype(np.bool_): torch.bool,
