@@ -65,12 +65,18 @@ def is_off_policy(name: str, env_id: str) -> bool:
     return isinstance(agent.suggested_schedule(), ReplaySchedule)
 
 
+def samples_replay(name: str) -> bool:
+    """Whether a part supplies a replay sampler (PER): it composes with replay learners only."""
+    return make_agent(name).replay_sampler() is not None
+
+
 CASES = [
     pytest.param(actor, bonus, env_id, id=f"{actor}{'+' + bonus if bonus else ''}-{env_id}")
     for actor in ACTING
     for env_id in ENV_IDS
     if fits(actor, env_id)
     for bonus in [None, *BONUSES]
+    if bonus is None or not samples_replay(bonus) or is_off_policy(actor, env_id)
 ]
 
 

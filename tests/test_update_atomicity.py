@@ -19,8 +19,8 @@ import torch
 
 from rl_agents import DQN, PPO, Trainer
 from rl_agents.core.agent import Agent, Batch, DataSpec
+from rl_agents.training.agent_states import agents_state_dict
 from rl_agents.training.errors import NonFiniteLossError
-from rl_agents.training.learner import agents_state_dict
 from rl_agents.training.replay import ReplayBuffer
 from tests.helpers import assert_same
 

@@ -20,7 +20,8 @@ from rl_agents.core.agent import Agent, EnvContext, RewardStream
 from rl_agents.core.state import StateError, count, entry, is_type
 from rl_agents.envs import VECTORIZATIONS
 from rl_agents.envs.spaces import SpaceRecordError, space_from_record
-from rl_agents.training.learner import bind_agent, prepare_agents_load
+from rl_agents.training.agent_states import prepare_agents_load
+from rl_agents.training.learner import bind_agent
 from rl_agents.training.run_records import is_rebuildable, rebuild_agent
 
 

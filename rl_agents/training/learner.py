@@ -22,9 +22,7 @@ import torch
 
 from rl_agents.core.agent import (
     NEXT_OBS,
-    REPLAY_INDEX,
     REPLAY_KEYS,
-    SAMPLE_WEIGHT,
     SEQUENCE_VALID,
     TERMINATED,
     TRUNCATED,
@@ -36,9 +34,8 @@ from rl_agents.core.agent import (
     EnvContext,
     sequence_key,
 )
-from rl_agents.core.agent_state import check_agent_state, check_saved_attributes, record_baseline
+from rl_agents.core.agent_state import record_baseline
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
-from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import (
     OnPolicySchedule,
     ReplaySchedule,
@@ -47,7 +44,7 @@ from rl_agents.core.schedules import (
     rollout_steps,
     schedule_fields,
 )
-from rl_agents.core.state import Apply, StateError, count, entry, numbers, prepare_module_load
+from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.training.contract_checks import ProvidedKeysCheck
 from rl_agents.training.errors import NonFiniteError
 from rl_agents.training.optimization import (
@@ -59,6 +56,12 @@ from rl_agents.training.optimization import (
 from rl_agents.training.optimizer_state import optimizer_state_dict, prepare_optimizer_load
 from rl_agents.training.replay import ReplayBuffer
 from rl_agents.training.rollback import UpdateSnapshot
+from rl_agents.training.sampler_feedback import (
+    SamplerChoice,
+    choose_sampler,
+    feed_sampler,
+    refuse_sampler_on_policy,
+)
 
 GENERATOR_DTYPE = torch.uint8
 
@@ -136,7 +139,7 @@ class Learner:
         self._bind_agents()
         self.schedule: Schedule = self._resolve_schedule(schedule)
         self.off_policy = isinstance(self.schedule, ReplaySchedule)
-        self._refuse_sampler_on_policy()
+        refuse_sampler_on_policy(self.agents, self.acting, self.off_policy)
         extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
         self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
         specs = self.composition.specs
@@ -145,8 +148,9 @@ class Learner:
         )
         self.optimizer = build_optimizer(self.agents, default_learning_rate(self.acting))
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self._feedback_provider = ""  # the agent whose loss outputs what the replay sampler consumes
-        self.replay = self._build_replay(self._replay_sampler())
+        sampler = choose_sampler(self.agents, self.composition) if self.off_policy else None
+        self._feedback_provider = "" if sampler is None else sampler.provider  # whose loss feeds the sampler
+        self.replay = self._build_replay(sampler)
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]
         self._target_tensors: list[tuple[list[torch.Tensor], ...]] | None = None
         self.step = SummedLossStep(
@@ -210,49 +214,11 @@ class Learner:
             )
         schedule.num_minibatches = self.num_envs
 
-    def _refuse_sampler_on_policy(self) -> None:
-        """A part that samples the replay buffer needs one: refused with an on-policy learner, first (before
-        the keys it needs, which only replay learners' losses output, are checked)."""
-        if self.off_policy:
-            return
-        for agent in self.agents:
-            if agent.replay_sampler() is not None:
-                raise CompositionError(
-                    f"agent {agent.name!r} samples the replay buffer, but agent {self.acting.name!r} trains "
-                    "on-policy from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
-                )
-
-    def _replay_sampler(self) -> tuple[str, ReplaySampler] | None:
-        """The composition's replay sampler and the agent that supplies it (at most one), checked: it needs
-        a replay schedule, a loss that outputs what it consumes, and a loss that reads ``sample_weight``."""
-        supplied = [(agent.name, sampler) for agent in self.agents if (sampler := agent.replay_sampler()) is not None]
-        if not supplied:
-            return None
-        if len(supplied) > 1:
-            raise CompositionError(
-                f"agents {supplied[0][0]!r} and {supplied[1][0]!r} both supply a replay sampler; at most one may"
-            )
-        name, sampler = supplied[0]
-        specs = self.composition.specs
-        if not any(sampler.feedback_key in spec.loss_outputs for spec in specs.values()):
-            raise CompositionError(
-                f"agent {name!r} consumes {sampler.feedback_key!r}, which no agent's loss outputs "
-                "(a replay learner declares it in DataSpec.loss_outputs)"
-            )
-        if not any(SAMPLE_WEIGHT in spec.needs for spec in specs.values()):
-            raise CompositionError(
-                f"agent {name!r} draws replay rows with importance weights {SAMPLE_WEIGHT!r}, but no agent's loss "
-                "reads them (declared in needs): the learner would train on biased samples"
-            )
-        return name, sampler
-
-    def _build_replay(self, sampler: tuple[str, ReplaySampler] | None) -> ReplayBuffer | None:
+    def _build_replay(self, sampler: SamplerChoice | None) -> ReplayBuffer | None:
         if not isinstance(self.schedule, ReplaySchedule):
             return None
-        if sampler is not None:
-            self._feedback_provider = self.composition.providers[sampler[1].feedback_key]
         capacity = max(self.schedule.buffer_size // self.num_envs, 1)
-        return ReplayBuffer(capacity, self.num_envs, self.device, None if sampler is None else sampler[1])
+        return ReplayBuffer(capacity, self.num_envs, self.device, None if sampler is None else sampler.sampler)
 
     @property
     def rollout_steps(self) -> int:
@@ -397,7 +363,7 @@ class Learner:
             step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
             if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
                 if self.replay.sampler is not None:
-                    self._feed_sampler(minibatch, where)
+                    feed_sampler(self.replay, minibatch, self._feedback_provider, where)
                 for key, value in step_values.items():
                     sums[key] = sums.get(key, 0.0) + value
                 steps += 1
@@ -405,26 +371,6 @@ class Learner:
             if self.total_gradient_steps % schedule.target_update_interval == 0:
                 self.update_targets(schedule.tau)
         return {key: value / steps for key, value in sums.items()}
-
-    def _feed_sampler(self, minibatch: Batch, where: str) -> None:
-        """Give the sampler the loss output it consumes, checked against the providing agent's contract."""
-        assert self.replay is not None and self.replay.sampler is not None
-        key = self.replay.sampler.feedback_key
-        values = minibatch.get(key)
-        rows = minibatch[REPLAY_INDEX].shape[0]
-        provider = self._feedback_provider
-        if not isinstance(values, torch.Tensor):
-            raise ContractError(
-                f"agent {provider!r} declares loss output {key!r} but its loss did not write it ({where})"
-            )
-        if tuple(values.shape) != (rows,):
-            raise ContractError(
-                f"agent {provider!r} loss output {key!r} has shape {list(values.shape)}, expected [{rows}] "
-                f"(one value per minibatch row) ({where})"
-            )
-        if not bool(torch.isfinite(values).all()):
-            raise ContractError(f"agent {provider!r} loss output {key!r} holds NaN or inf ({where})")
-        self.replay.feedback(minibatch[REPLAY_INDEX], values)
 
     @torch.no_grad()
     def update_targets(self, tau: float) -> None:
@@ -530,35 +476,3 @@ def bind_agent(agent: Agent, ctx: EnvContext, seed: int) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1_000_003 + zlib.crc32(agent.name.encode()))
         agent.bind(ctx)
-
-
-def agents_state_dict(agents: list[Agent]) -> dict[str, Any]:
-    """Every agent's state_dict, after checking that it holds all of the agent's state (UnsavedStateError)."""
-    for agent in agents:
-        check_agent_state(agent)
-    return {agent.name: agent.state_dict() for agent in agents}
-
-
-def prepare_agents_load(agents: list[Agent], state: Any, where: str = "agents") -> Apply:
-    """Check every agent's saved state (the same agents, keys, shapes and dtypes); returns the loader."""
-    if not isinstance(state, dict):
-        raise StateError(f"{where}: expected an object, got {type(state).__name__}")
-    current = {agent.name: agent for agent in agents}
-    for name in state:
-        if name not in current:
-            raise StateError(f"checkpoint has agent {name!r}, which this trainer lacks (it has {sorted(current)})")
-    for name in current:
-        if name not in state:
-            raise StateError(f"trainer agent {name!r} is not in the checkpoint (it has {sorted(state)})")
-    appliers = [
-        prepare_module_load(agent, state[agent.name], f"agent {agent.name!r}", f"{where}/{agent.name}")
-        for agent in agents
-    ]
-    for agent in agents:
-        check_saved_attributes(agent, state[agent.name], f"agent {agent.name!r}")
-
-    def apply() -> None:
-        for load in appliers:
-            load()
-
-    return apply

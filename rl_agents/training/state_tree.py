@@ -19,9 +19,10 @@ from typing import Any
 from rl_agents.core.agent import Agent
 from rl_agents.core.state import Apply, StateError, entry
 from rl_agents.envs.spaces import space_record
+from rl_agents.training.agent_states import agents_state_dict, prepare_agents_load
 from rl_agents.training.collector import BatchSource
 from rl_agents.training.episodes import episode_counts
-from rl_agents.training.learner import Learner, agents_state_dict, prepare_agents_load
+from rl_agents.training.learner import Learner
 from rl_agents.training.metrics import MetricsLog
 from rl_agents.training.optimizer_state import class_path
 from rl_agents.training.run_records import agent_record, env_record
