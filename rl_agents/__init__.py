@@ -1,7 +1,8 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
-from rl_agents.agents import A2C, DQN, ICM, PPO, RND, SAC
+from rl_agents.agents import A2C, DQN, ICM, PER, PPO, RND, SAC
 from rl_agents.core.agent import Agent, CompositionError, ContractError, DataSpec, EnvContext, RewardStream
+from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
 from rl_agents.envs import EnvError, IndexedEnv
 from rl_agents.policy import Policy
@@ -19,6 +20,7 @@ __all__ = [
     "A2C",
     "DQN",
     "ICM",
+    "PER",
     "PPO",
     "RND",
     "SAC",
@@ -37,6 +39,7 @@ __all__ = [
     "NonFiniteObservationError",
     "OnPolicySchedule",
     "Policy",
+    "ReplaySampler",
     "ReplaySchedule",
     "RewardStream",
     "Trainer",
