@@ -61,6 +61,7 @@ from rl_agents.training.sampler_feedback import (
     choose_sampler,
     feed_sampler,
     refuse_sampler_on_policy,
+    supplied_samplers,
 )
 
 GENERATOR_DTYPE = torch.uint8
@@ -139,7 +140,8 @@ class Learner:
         self._bind_agents()
         self.schedule: Schedule = self._resolve_schedule(schedule)
         self.off_policy = isinstance(self.schedule, ReplaySchedule)
-        refuse_sampler_on_policy(self.agents, self.acting, self.off_policy)
+        samplers = supplied_samplers(self.agents)
+        refuse_sampler_on_policy(samplers, self.acting, self.off_policy)
         extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
         self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
         specs = self.composition.specs
@@ -148,7 +150,7 @@ class Learner:
         )
         self.optimizer = build_optimizer(self.agents, default_learning_rate(self.acting))
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        sampler = choose_sampler(self.agents, self.composition) if self.off_policy else None
+        sampler = choose_sampler(samplers, self.composition) if self.off_policy else None
         self._feedback_provider = "" if sampler is None else sampler.provider  # whose loss feeds the sampler
         self.replay = self._build_replay(sampler)
         self._target_pairs = [pair for agent in self.agents for pair in agent.target_networks()]

@@ -26,23 +26,24 @@ class SamplerChoice:
     provider: str  # the agent whose loss outputs what it consumes
 
 
-def refuse_sampler_on_policy(agents: list[Agent], acting: Agent, off_policy: bool) -> None:
+def supplied_samplers(agents: list[Agent]) -> list[tuple[str, ReplaySampler]]:
+    """Each agent that supplies a replay sampler, with the sampler (asked once per agent)."""
+    return [(agent.name, sampler) for agent in agents if (sampler := agent.replay_sampler()) is not None]
+
+
+def refuse_sampler_on_policy(supplied: list[tuple[str, ReplaySampler]], acting: Agent, off_policy: bool) -> None:
     """A part that samples the replay buffer needs one: refused with an on-policy learner, before the keys
     it needs (which only replay learners' losses output) are checked, so that the message says why."""
-    if off_policy:
-        return
-    for agent in agents:
-        if agent.replay_sampler() is not None:
-            raise CompositionError(
-                f"agent {agent.name!r} samples the replay buffer, but agent {acting.name!r} trains "
-                "on-policy from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
-            )
+    if supplied and not off_policy:
+        raise CompositionError(
+            f"agent {supplied[0][0]!r} samples the replay buffer, but agent {acting.name!r} trains "
+            "on-policy from rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
+        )
 
 
-def choose_sampler(agents: list[Agent], composition: Composition) -> SamplerChoice | None:
+def choose_sampler(supplied: list[tuple[str, ReplaySampler]], composition: Composition) -> SamplerChoice | None:
     """The composition's replay sampler (at most one), checked: a loss outputs what it consumes and a loss
     reads ``sample_weight``. None: uniform sampling."""
-    supplied = [(agent.name, sampler) for agent in agents if (sampler := agent.replay_sampler()) is not None]
     if not supplied:
         return None
     if len(supplied) > 1:
