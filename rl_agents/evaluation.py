@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 from rl_agents.core.agent import Agent
 from rl_agents.core.memory import CarriedState, episode_starts_after_step
+from rl_agents.core.tree import map_space, map_tree
 from rl_agents.envs.spaces import observation_tensor_dtype
 
 
@@ -55,7 +56,7 @@ def evaluate_agent(
     running_return = np.zeros(envs.num_envs)
     running_length = np.zeros(envs.num_envs, dtype=np.int64)
     reset_pending = np.zeros(envs.num_envs, dtype=bool)
-    obs_dtype = observation_tensor_dtype(envs.single_observation_space)
+    obs_dtype = map_space(observation_tensor_dtype, envs.single_observation_space)  # (a tree for Dict / Tuple)
     memory = CarriedState(agent, envs.num_envs, device)
     autoreset_mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     steps = 0
@@ -66,9 +67,10 @@ def evaluate_agent(
                 rendered = envs.render()
                 frames.append(np.asarray(rendered[0] if isinstance(rendered, (list, tuple)) else rendered))
             with torch.inference_mode():
-                outputs = memory.act(
-                    torch.as_tensor(np.asarray(obs), device=device).to(obs_dtype), deterministic=deterministic
+                observations = map_tree(
+                    lambda leaf, dtype: torch.as_tensor(np.asarray(leaf), device=device).to(dtype), obs, obs_dtype
                 )
+                outputs = memory.act(observations, deterministic=deterministic)
                 action = agent.env_action(outputs).cpu().numpy()
             obs, reward, terminated, truncated, _ = envs.step(action)
             steps += 1

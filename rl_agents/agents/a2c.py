@@ -37,6 +37,8 @@ Known differences from SB3:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import gymnasium as gym
 import torch
 from torch import nn
@@ -59,9 +61,10 @@ from rl_agents.core.agent import (
     check_option,
 )
 from rl_agents.core.distributions import ActionHead, make_action_head
-from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, layer_init, mlp
+from rl_agents.core.nets import FusedMLPs, NatureCNN, layer_init, mlp
 from rl_agents.core.returns import next_state_values, stream_advantages
 from rl_agents.core.schedules import OnPolicySchedule
+from rl_agents.core.trunks import observation_trunk
 
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream, stored when acting
 ADVANTAGES = "advantages"  # [N]: coef-weighted sum of the streams' advantages
@@ -80,6 +83,8 @@ class A2C(Agent):
         vf_coef: value loss weight (SB3: 0.5).
         normalize_advantage: normalize the advantages of each update (SB3: False).
         hidden: widths of the separate actor and critic MLPs for vector observations (SB3: (64, 64)).
+        encoders: your own modules for leaves of a Dict or Tuple observation, by path (``{"image": net}``,
+            each with an ``out_dim``); other leaves get :class:`~rl_agents.core.encoders.ObservationEncoder`'s.
     """
 
     acts = True
@@ -99,6 +104,7 @@ class A2C(Agent):
         vf_coef: float = 0.5,
         normalize_advantage: bool = False,
         hidden: tuple[int, ...] = (64, 64),
+        encoders: Mapping[str, nn.Module] | None = None,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -112,6 +118,7 @@ class A2C(Agent):
         self.vf_coef = vf_coef
         self.normalize_advantage = normalize_advantage
         self.hidden = tuple(hidden)
+        self.encoders = encoders
         self.streams: tuple[RewardStream, ...] = ()
         self._fused_inference: FusedMLPs | None = None
 
@@ -127,25 +134,21 @@ class A2C(Agent):
                 f"agent {self.name!r} cannot act in action space {ctx.action_space}: "
                 "supported are Discrete, MultiDiscrete and float Box"
             )
-        if not isinstance(ctx.observation_space, gym.spaces.Box):
-            raise CompositionError(
-                f"agent {self.name!r} needs a Box observation space, got {ctx.observation_space}; "
-                "flatten or select it with a wrapper"
-            )
         self.streams = ctx.streams
         self.action_head: ActionHead = head
         self._build_networks(ctx.observation_space, head.out_dim, len(ctx.streams))
 
-    def _build_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
-        if is_image_space(obs_space):
-            self.trunk: nn.Module = NatureCNN(obs_space)
-            self.actor: nn.Module = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
-            self.critic: nn.Module = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
+    def _build_networks(self, obs_space: gym.Space, action_dim: int, num_streams: int) -> None:
+        trunk = observation_trunk(obs_space, self.encoders)
+        self.trunk: nn.Module = trunk.module
+        if trunk.convolutional:
+            self.actor: nn.Module = layer_init(nn.Linear(trunk.out_dim, action_dim), std=0.01)
+            self.critic: nn.Module = layer_init(nn.Linear(trunk.out_dim, num_streams), std=1.0)
             return
-        self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
-        self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
-        self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
-        self._fused_inference = FusedMLPs(self.actor, self.critic)
+        self.actor = mlp(trunk.out_dim, self.hidden, action_dim, out_std=0.01)
+        self.critic = mlp(trunk.out_dim, self.hidden, num_streams, out_std=1.0)
+        if isinstance(self.trunk, (nn.Flatten, nn.Identity)):  # the MLPs read the observations as they are
+            self._fused_inference = FusedMLPs(self.actor, self.critic)
 
     def data_spec(self) -> DataSpec:
         needs = {OBS, ACTION, VALUES, NEXT_OBS, TERMINATED, TRUNCATED, VALID} | {s.key for s in self.streams}
@@ -173,7 +176,8 @@ class A2C(Agent):
 
     # ------------------------------------------------------------------ networks
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.trunk(obs if isinstance(self.trunk, NatureCNN) else obs.float())
+        # (CNNs and the Dict / Tuple encoder take observations as stored: uint8 images stay uint8 until scaled)
+        return self.trunk(obs if isinstance(obs, (dict, tuple)) or isinstance(self.trunk, NatureCNN) else obs.float())
 
     def actor_critic(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Action-distribution parameters ``[B, action_dim]`` and values ``[B, num_streams]``."""

@@ -33,6 +33,7 @@ is noisy (all of them for vectors and small frames; for Nature frames the heads 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from functools import partial
 
 import gymnasium as gym
@@ -57,6 +58,7 @@ from rl_agents.core.agent import (
     RewardStream,
     check_option,
 )
+from rl_agents.core.encoders import ObservationEncoder
 from rl_agents.core.nets import ImageInput, NatureCNN, flat_dim, image_layout, is_image_space, is_small_grid_view
 from rl_agents.core.noisy import NoisyLinear
 from rl_agents.core.returns import categorical_projection, replay_td_targets
@@ -90,6 +92,7 @@ class QNetwork(nn.Module):
         atoms: int = 1,
         dueling: bool = False,
         noisy_std: float | None = None,
+        encoders: Mapping[str, nn.Module] | None = None,
     ):
         super().__init__()
         self.num_actions, self.num_streams, self.atoms = num_actions, num_streams, atoms
@@ -97,7 +100,13 @@ class QNetwork(nn.Module):
         linear = nn.Linear if noisy_std is None else partial(NoisyLinear, std_init=noisy_std)
         outputs = num_actions * num_streams * atoms
         layers: list[nn.Module]
-        if is_image_space(observation_space) and not is_small_grid_view(observation_space):
+        if encoders or not isinstance(observation_space, gym.spaces.Box):  # Dict, Tuple, Discrete, ...
+            encoder = ObservationEncoder(observation_space, encoders)
+            layers, last = [encoder], encoder.out_dim
+            for width in hidden:
+                layers += [linear(last, width), nn.ReLU()]
+                last = width
+        elif is_image_space(observation_space) and not is_small_grid_view(observation_space):
             trunk = NatureCNN(observation_space)
             layers, last = [trunk], trunk.out_dim
         else:
@@ -117,7 +126,7 @@ class QNetwork(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = obs.float()
+        x = obs if isinstance(obs, (dict, tuple)) else obs.float()  # (the encoder takes a tree as stored)
         for module in self.body:
             x = module(x, generator) if isinstance(module, NoisyLinear) else module(x)
         shape = (-1, self.num_actions, self.num_streams) + ((self.atoms,) if self.atoms > 1 else ())
@@ -143,7 +152,9 @@ class DQN(Agent):
         initial_epsilon, final_epsilon: epsilon-greedy range.
         exploration_fraction: fraction of the run's ``total_steps`` over which epsilon decays linearly.
         exploration_steps: decay over this many env steps instead (also needed without total_steps).
-        hidden: MLP widths for vector observations.
+        hidden: MLP widths for vector observations (and on the features of a Dict or Tuple observation).
+        encoders: your own modules for leaves of a Dict or Tuple observation, by path (``{"image": net}``,
+            each with an ``out_dim``); other leaves get :class:`~rl_agents.core.encoders.ObservationEncoder`'s.
         dueling: value and advantage heads (dueling architecture).
         atoms: points of the categorical return distribution (C51: 51); 1: expected values (plain DQN).
         v_min, v_max: the distribution's support (with ``atoms`` > 1), shared by every stream.
@@ -171,6 +182,7 @@ class DQN(Agent):
         exploration_fraction: float = 0.1,
         exploration_steps: int | None = None,
         hidden: tuple[int, ...] = (64, 64),
+        encoders: Mapping[str, nn.Module] | None = None,
         dueling: bool = False,
         atoms: int = 1,
         v_min: float = -10.0,
@@ -200,6 +212,7 @@ class DQN(Agent):
         self.exploration_fraction = exploration_fraction
         self.exploration_steps = exploration_steps
         self.hidden = tuple(hidden)
+        self.encoders = encoders
         self.dueling, self.atoms, self.v_min, self.v_max = dueling, int(atoms), v_min, v_max
         self.noisy, self.noisy_std = noisy, noisy_std
         check_option(self.name, "adam_eps", adam_eps, 0.0)
@@ -218,8 +231,6 @@ class DQN(Agent):
                 f"agent {self.name!r} needs a Discrete action space, got {ctx.action_space} "
                 "(for continuous actions use SAC)"
             )
-        if not isinstance(ctx.observation_space, gym.spaces.Box):
-            raise CompositionError(f"agent {self.name!r} needs a Box observation space, got {ctx.observation_space}")
         self.num_actions = int(ctx.action_space.n)
         self.action_start = int(ctx.action_space.start)
         self.streams = ctx.streams
@@ -231,6 +242,7 @@ class DQN(Agent):
             atoms=self.atoms,
             dueling=self.dueling,
             noisy_std=self.noisy_std if self.noisy else None,
+            encoders=self.encoders,
         )
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.register_buffer(

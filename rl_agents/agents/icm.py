@@ -61,6 +61,7 @@ from rl_agents.core.agent import (
 from rl_agents.core.bonus import intrinsic_reward
 from rl_agents.core.nets import conv_trunk, flat_dim, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
 from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.trunks import ObservationSelector
 
 CURIOSITY = "curiosity"
 
@@ -208,10 +209,13 @@ class ICM(Agent):
         chunk_size: rows per forward pass when computing a batch's rewards (bounds memory).
         warmup_steps: vector-env steps of random actions whose observations initialize the observation
             statistics before training; 0 skips the warm-up.
+        obs_keys: the leaves of a Dict or Tuple observation to read, by path (one image, or vectors side
+            by side); None: the only image leaf if there is one, else every vector leaf.
     """
 
     acts = False
     default_name = "icm"
+    transient_attributes = frozenset({"observation_selector"})  # rebuilt from the space by bind
 
     def __init__(
         self,
@@ -229,6 +233,7 @@ class ICM(Agent):
         head_hidden: int = 256,
         chunk_size: int = 4096,
         warmup_steps: int = 0,
+        obs_keys: list[str] | None = None,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -253,6 +258,7 @@ class ICM(Agent):
         self.head_hidden = head_hidden
         self.chunk_size = chunk_size
         self.warmup_steps = warmup_steps
+        self.obs_keys = None if obs_keys is None else list(obs_keys)
         self.stream = RewardStream(CURIOSITY, gamma=int_gamma, episodic=False, coef=int_coef)
 
     # ------------------------------------------------------------------ composition
@@ -261,7 +267,8 @@ class ICM(Agent):
 
     def bind(self, ctx: EnvContext) -> None:
         super().bind(ctx)
-        space = ctx.observation_space
+        self.observation_selector = ObservationSelector(self.name, ctx.observation_space, self.obs_keys)
+        space = self.observation_selector.space
         require_numeric_box(self.name, space)
         coding = make_action_coding(ctx.action_space)
         if coding is None:
@@ -297,6 +304,7 @@ class ICM(Agent):
 
     @torch.no_grad()
     def warmup(self, next_obs: torch.Tensor) -> None:
+        next_obs = self.observation_selector(next_obs)
         self.obs_rms.update(next_obs.reshape(-1, *next_obs.shape[2:]))
 
     # ------------------------------------------------------------------ networks
@@ -329,11 +337,12 @@ class ICM(Agent):
     def preprocess(self, batch: Batch) -> Metrics:
         valid = batch[VALID]
         rows = valid.nonzero(as_tuple=True)
+        obs, next_obs = self.observation_selector(batch[OBS]), self.observation_selector(batch[NEXT_OBS])
         if self.normalize_obs and rows[0].numel() > 0:
-            self.obs_rms.update(batch[NEXT_OBS][rows])
+            self.obs_rms.update(next_obs[rows])
         raw = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
         if rows[0].numel() > 0:
-            raw[rows] = self._curiosity_in_chunks(batch[OBS][rows], batch[ACTION][rows], batch[NEXT_OBS][rows])
+            raw[rows] = self._curiosity_in_chunks(obs[rows], batch[ACTION][rows], next_obs[rows])
         reward, metrics = intrinsic_reward(raw, valid, self.reward_scaler, CURIOSITY, normalize=self.normalize_reward)
         batch[self.stream.key] = reward
         return metrics
@@ -348,7 +357,8 @@ class ICM(Agent):
 
     # ------------------------------------------------------------------ loss
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
-        obs, next_obs, action = minibatch[OBS], minibatch[NEXT_OBS], minibatch[ACTION]
+        obs, next_obs = self.observation_selector(minibatch[OBS]), self.observation_selector(minibatch[NEXT_OBS])
+        action = minibatch[ACTION]
         valid = minibatch.get(VALID)
         phi, next_phi = self.encode_pair(obs, next_obs)
         predicted_action = self.predict_action(phi, next_phi)

@@ -9,12 +9,14 @@ and the policy's advantage is the ``coef``-weighted sum of the streams' advantag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 from torch import nn
 
+from rl_agents.core import trunks
 from rl_agents.core.agent import (
     ACTION,
     EPISODE_START,
@@ -38,11 +40,12 @@ from rl_agents.core.agent import (
     sequence_key,
 )
 from rl_agents.core.distributions import ActionHead, make_action_head
-from rl_agents.core.nets import FusedMLPs, NatureCNN, flat_dim, is_image_space, is_small_grid_view, layer_init, mlp
-from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.nets import FusedMLPs, is_image_space, layer_init, mlp
+from rl_agents.core.normalize import ReturnScaler
 from rl_agents.core.recurrent import MEMORY_KINDS, RecurrentCore
 from rl_agents.core.returns import next_state_values, stream_advantages
 from rl_agents.core.schedules import OnPolicySchedule
+from rl_agents.core.tree import first_leaf
 
 LOGPROB = "logprob"
 VALUES = "values"  # [N, num_streams]: one value estimate per reward stream
@@ -90,7 +93,7 @@ def ppo_defaults(observation_space: gym.Space, action_space: gym.Space) -> _Defa
     """The defaults for the spaces: continuous actions, discrete actions on a small grid view, or discrete."""
     if isinstance(action_space, gym.spaces.Box):
         return CONTINUOUS_DEFAULTS
-    return GRID_DEFAULTS if is_small_grid_view(observation_space) else DISCRETE_DEFAULTS
+    return GRID_DEFAULTS if trunks.has_small_grid_view(observation_space) else DISCRETE_DEFAULTS
 
 
 class PPO(Agent):
@@ -129,6 +132,8 @@ class PPO(Agent):
             the recurrent compute, and lets the value loss shape the policy's memory. On position-only
             CartPole with rl-zoo3's settings the separate core solved the task and the shared one did
             not (BENCHMARKS.md, "Memory").
+        encoders: your own modules for leaves of a Dict or Tuple observation, by path (``{"image": net}``,
+            each with an ``out_dim``); other leaves get :class:`~rl_agents.core.encoders.ObservationEncoder`'s.
     """
 
     acts = True
@@ -161,6 +166,7 @@ class PPO(Agent):
         memory: str | None = None,
         memory_size: int = 128,
         critic_memory: bool = True,
+        encoders: Mapping[str, nn.Module] | None = None,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -197,6 +203,7 @@ class PPO(Agent):
         self.memory = memory
         self.memory_size = int(memory_size)
         self.critic_memory = critic_memory
+        self.encoders = encoders
         self.core: RecurrentCore | None = None
         self.critic_core: RecurrentCore | None = None
         self.streams: tuple[RewardStream, ...] = ()
@@ -216,11 +223,6 @@ class PPO(Agent):
                 f"agent {self.name!r} cannot act in action space {action_space}: "
                 "supported are Discrete, MultiDiscrete and float Box"
             )
-        if not isinstance(obs_space, gym.spaces.Box):
-            raise CompositionError(
-                f"agent {self.name!r} needs a Box observation space, got {obs_space}; "
-                "flatten or select it with a wrapper (rl_agents.envs does this for MiniGrid)"
-            )
         self._defaults = ppo_defaults(obs_space, action_space)
         if self.lr is None:
             self.lr = self._defaults.lr
@@ -234,34 +236,30 @@ class PPO(Agent):
         self.action_head: ActionHead = head
         self._build_networks(obs_space, head.out_dim, len(ctx.streams))
         if self.normalize_obs:
-            self.obs_rms = RunningMeanStd(tuple(obs_space.shape))
+            self.obs_rms = trunks.observation_normalizer(obs_space)
         if self.normalize_reward:
             self.reward_scaler = ReturnScaler(ctx.num_envs, self.gamma)
 
-    def _build_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
+    def _build_networks(self, obs_space: gym.Space, action_dim: int, num_streams: int) -> None:
+        trunk = trunks.observation_trunk(obs_space, self.encoders)
+        self.trunk: nn.Module = trunk.module
         if self.memory is not None:
-            self._build_recurrent_networks(obs_space, action_dim, num_streams)
-        elif is_image_space(obs_space):
-            self.trunk: nn.Module = NatureCNN(obs_space)
-            self.actor = layer_init(nn.Linear(self.trunk.out_dim, action_dim), std=0.01)
-            self.critic = layer_init(nn.Linear(self.trunk.out_dim, num_streams), std=1.0)
+            self._build_recurrent_networks(trunk, action_dim, num_streams)
+        elif trunk.convolutional:
+            self.actor = layer_init(nn.Linear(trunk.out_dim, action_dim), std=0.01)
+            self.critic = layer_init(nn.Linear(trunk.out_dim, num_streams), std=1.0)
             self._init_bonus_value_heads(self.critic)
         else:
-            self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
-            self.actor = mlp(flat_dim(obs_space), self.hidden, action_dim, out_std=0.01)
-            self.critic = mlp(flat_dim(obs_space), self.hidden, num_streams, out_std=1.0)
+            self.actor = mlp(trunk.out_dim, self.hidden, action_dim, out_std=0.01)
+            self.critic = mlp(trunk.out_dim, self.hidden, num_streams, out_std=1.0)
             self._init_bonus_value_heads(self.critic[-1])
-            self._fused_inference = FusedMLPs(self.actor, self.critic)
+            if isinstance(self.trunk, (nn.Flatten, nn.Identity)):  # the MLPs read the observations as they are
+                self._fused_inference = FusedMLPs(self.actor, self.critic)
 
-    def _build_recurrent_networks(self, obs_space: gym.spaces.Box, action_dim: int, num_streams: int) -> None:
+    def _build_recurrent_networks(self, trunk: trunks.Trunk, action_dim: int, num_streams: int) -> None:
         """Encoder -> LSTM/GRU -> actor and critic heads (linear on images, MLPs of ``hidden`` otherwise)."""
         assert self.memory is not None
-        if is_image_space(obs_space):
-            self.trunk = NatureCNN(obs_space)
-            input_dim, head_hidden = self.trunk.out_dim, ()
-        else:
-            self.trunk = nn.Flatten() if len(obs_space.shape) > 1 else nn.Identity()
-            input_dim, head_hidden = flat_dim(obs_space), self.hidden
+        input_dim, head_hidden = trunk.out_dim, () if trunk.convolutional else self.hidden
         self.core = RecurrentCore(self.memory, input_dim, self.memory_size)
         if self.critic_memory:
             self.critic_core = RecurrentCore(self.memory, input_dim, self.memory_size)
@@ -328,7 +326,7 @@ class PPO(Agent):
             return obs
         if update_stats:
             self.obs_rms.update(obs)
-        return self.obs_rms.normalize(obs.float(), clip=self.obs_clip).float()
+        return trunks.normalized(self.obs_rms, obs, self.obs_clip)
 
     def _actor_critic(self, policy_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(policy_obs)
@@ -353,8 +351,8 @@ class PPO(Agent):
         replayed from the state stored at their first step, reset at episode starts, then the valid rows."""
         assert self.core is not None
         observations = minibatch[sequence_key(policy_input)]
-        steps, envs = observations.shape[:2]
-        features = self.trunk(observations.reshape(steps * envs, *observations.shape[2:])).reshape(steps, envs, -1)
+        steps, envs = first_leaf(observations).shape[:2]
+        features = self.trunk(trunks.merge_leading(observations)).reshape(steps, envs, -1)
         starts, valid = minibatch[sequence_key(EPISODE_START)], minibatch[SEQUENCE_VALID]
         state = {name: minibatch[sequence_key(carried_key(name))][0] for name in self.carried_state()}
         actor_in = self.core.sequence(features, starts, _state_of(state, self.core, ""))[valid]

@@ -51,6 +51,7 @@ from rl_agents.core.agent import (
 from rl_agents.core.bonus import intrinsic_reward
 from rl_agents.core.nets import conv_trunk, layer_init, mlp_trunk, require_numeric_box, uses_convolutions
 from rl_agents.core.normalize import ReturnScaler, RunningMeanStd
+from rl_agents.core.trunks import ObservationSelector
 
 INTRINSIC = "intrinsic"
 
@@ -69,10 +70,13 @@ class RND(Agent):
         chunk_size: rows per forward pass when computing a rollout's rewards (bounds memory).
         warmup_steps: vector-env steps of random actions whose observations initialize the observation
             statistics before training (CleanRL: 50 rollouts of 128 steps); 0 skips the warm-up.
+        obs_keys: the leaves of a Dict or Tuple observation to read, by path (one image, or vectors side
+            by side); None: the only image leaf if there is one, else every vector leaf.
     """
 
     acts = False
     default_name = "rnd"
+    transient_attributes = frozenset({"observation_selector"})  # rebuilt from the space by bind
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class RND(Agent):
         hidden: tuple[int, ...] = (64, 64),
         chunk_size: int = 4096,
         warmup_steps: int = 0,
+        obs_keys: list[str] | None = None,
         name: str | None = None,
         loss_weight: float = 1.0,
     ):
@@ -105,6 +110,7 @@ class RND(Agent):
         self.hidden = tuple(hidden)
         self.chunk_size = chunk_size
         self.warmup_steps = warmup_steps
+        self.obs_keys = None if obs_keys is None else list(obs_keys)
         self.stream = RewardStream(INTRINSIC, gamma=int_gamma, episodic=False, coef=int_coef)
 
     # ------------------------------------------------------------------ composition
@@ -113,7 +119,8 @@ class RND(Agent):
 
     def bind(self, ctx: EnvContext) -> None:
         super().bind(ctx)
-        space = ctx.observation_space
+        self.observation_selector = ObservationSelector(self.name, ctx.observation_space, self.obs_keys)
+        space = self.observation_selector.space
         require_numeric_box(self.name, space)
         if uses_convolutions(space):
             features = self.feature_dim or 512
@@ -149,6 +156,7 @@ class RND(Agent):
 
     @torch.no_grad()
     def warmup(self, next_obs: torch.Tensor) -> None:
+        next_obs = self.observation_selector(next_obs)
         self.obs_rms.update(next_obs.reshape(-1, *next_obs.shape[2:]))
 
     # ------------------------------------------------------------------ networks
@@ -164,7 +172,7 @@ class RND(Agent):
     # ------------------------------------------------------------------ preprocessing
     @torch.no_grad()
     def preprocess(self, batch: Batch) -> Metrics:
-        next_obs, valid = batch[NEXT_OBS], batch[VALID]
+        next_obs, valid = self.observation_selector(batch[NEXT_OBS]), batch[VALID]
         valid_obs = next_obs[valid]
         if valid_obs.shape[0] > 0:
             self.obs_rms.update(valid_obs)
@@ -177,7 +185,7 @@ class RND(Agent):
 
     # ------------------------------------------------------------------ loss
     def loss(self, minibatch: Batch) -> tuple[dict[str, torch.Tensor], Metrics]:
-        next_obs = minibatch[NEXT_OBS]
+        next_obs = self.observation_selector(minibatch[NEXT_OBS])
         generator = self.generator
         device = generator.device if generator is not None else next_obs.device
         draw = torch.rand(next_obs.shape[0], generator=generator, device=device).to(next_obs.device)

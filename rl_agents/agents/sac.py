@@ -50,6 +50,7 @@ from rl_agents.core.agent import (
     check_option,
 )
 from rl_agents.core.colored_noise import ColoredNoise
+from rl_agents.core.encoders import ObservationEncoder
 from rl_agents.core.nets import flat_dim
 from rl_agents.core.returns import replay_td_targets
 from rl_agents.core.schedules import ReplaySchedule
@@ -176,6 +177,7 @@ class SAC(Agent):
         self.colored_noise_beta = colored_noise_beta
         self.colored_noise_length = colored_noise_length
         self.streams: tuple[RewardStream, ...] = ()
+        self.obs_encoder: ObservationEncoder | None = None  # for Dict / Tuple observations (set by bind)
 
     # ------------------------------------------------------------------ composition
     def reward_streams(self) -> tuple[RewardStream, ...]:
@@ -190,10 +192,9 @@ class SAC(Agent):
             )
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise CompositionError(f"agent {self.name!r} needs finite action bounds to squash into, got {space}")
-        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) > 2:
-            raise CompositionError(f"agent {self.name!r} needs vector observations, got {obs_space}")
+        obs_dim = self._observation_width(obs_space)
         self.streams = ctx.streams
-        obs_dim, action_dim, num_streams = flat_dim(obs_space), int(np.prod(space.shape)), len(self.streams)
+        action_dim, num_streams = int(np.prod(space.shape)), len(self.streams)
         self.action_shape = tuple(space.shape)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, self.hidden, self.log_std_range)
         self.critics = nn.ModuleList([Critic(obs_dim, action_dim, num_streams, self.hidden) for _ in range(2)])
@@ -217,6 +218,21 @@ class SAC(Agent):
         self.register_buffer(
             "is_extrinsic", torch.tensor([float(s.name == EXTRINSIC) for s in self.streams]), persistent=False
         )
+
+    def _observation_width(self, obs_space: gym.Space) -> int:
+        """The width of the vector the networks read: the flattened Box, or a Dict / Tuple observation's
+        leaves flattened (discrete ones one-hot) side by side. Images are refused (no CNN here)."""
+        if isinstance(obs_space, gym.spaces.Box):
+            if len(obs_space.shape) > 2:
+                raise CompositionError(f"agent {self.name!r} needs vector observations, got {obs_space}")
+            return flat_dim(obs_space)
+        encoder = ObservationEncoder(obs_space)  # no parameters: one-hots and flattens only (images refused)
+        if encoder.image_paths:
+            raise CompositionError(
+                f"agent {self.name!r} needs vector observations, got image leaves {encoder.image_paths} in {obs_space}"
+            )
+        self.obs_encoder = encoder
+        return encoder.out_dim
 
     def data_spec(self) -> DataSpec:
         needs = {OBS, ACTION, BOOTSTRAP_OBS, TERMINATED, N_STEPS, SAMPLE_WEIGHT} | {s.key for s in self.streams}
@@ -270,6 +286,8 @@ class SAC(Agent):
 
     # ------------------------------------------------------------------ acting
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.obs_encoder is not None:  # a Dict / Tuple (or Discrete) observation
+            return self.obs_encoder(obs)
         return obs.float().reshape(obs.shape[0], -1)
 
     @torch.no_grad()

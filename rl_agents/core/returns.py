@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from rl_agents.core.agent import N_STEPS, TERMINATED, RewardStream
+from rl_agents.core.tree import map_tree
 
 
 def gae(
@@ -44,8 +46,8 @@ def gae(
 def next_state_values(
     values: torch.Tensor,
     done: torch.Tensor,
-    next_obs: torch.Tensor,
-    value_of: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor],
+    next_obs: Any,
+    value_of: Callable[[Any, tuple[torch.Tensor, ...]], torch.Tensor],
 ) -> torch.Tensor:
     """Value of each step's true next state ``[T, N, num_streams]``.
 
@@ -60,7 +62,8 @@ def next_state_values(
     evaluate = done.clone()
     evaluate[-1] = True
     index = evaluate.nonzero(as_tuple=True)
-    next_values[index] = value_of(next_obs[index], index).to(values.dtype)
+    rows = map_tree(lambda leaf: leaf[index], next_obs)  # (a tree for Dict / Tuple observations)
+    next_values[index] = value_of(rows, index).to(values.dtype)
     return next_values
 
 

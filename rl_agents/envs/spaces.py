@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rl_agents.core.tree import map_space, space_items
+
 # Dtypes a recorded space may name: numbers only (no objects, strings or structured dtypes).
 NUMERIC_DTYPES = frozenset(
     ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"]
@@ -28,6 +30,32 @@ def observation_tensor_dtype(space: gym.Space) -> torch.dtype:
     """How observations of ``space`` are held as tensors: uint8 images stay uint8 (a quarter of the
     memory; networks scale them), everything else is float32."""
     return torch.uint8 if getattr(space, "dtype", None) == np.uint8 else torch.float32
+
+
+# Leaf spaces whose observations are fixed-shape numbers, which tensors (and so storage) can hold.
+TENSOR_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def require_tensor_observations(space: gym.Space) -> None:
+    """Refuse an observation space with a leaf that is not fixed-shape numbers (Text, Graph, Sequence,
+    ...), naming the leaf: nothing could store it, and dropping it silently would change the task."""
+    for path, leaf in space_items(space, "observation"):
+        if not isinstance(leaf, TENSOR_SPACES):
+            raise UnsupportedObservationError(
+                f"{path} is {leaf}, which cannot be held as a tensor; drop it with "
+                "gymnasium.wrappers.FilterObservation (Dict spaces) or encode it as numbers with a wrapper"
+            )
+
+
+class UnsupportedObservationError(ValueError):
+    """An observation space with a leaf that tensors cannot hold."""
+
+
+def observation_layout(space: gym.Space) -> Any:
+    """The ``(shape, tensor dtype)`` of each leaf of ``space``, as a tree of its observations' shape
+    (one pair for a space that is not a Dict or Tuple)."""
+    require_tensor_observations(space)
+    return map_space(lambda leaf: (tuple(leaf.shape), observation_tensor_dtype(leaf)), space)
 
 
 class SpaceRecordError(ValueError):

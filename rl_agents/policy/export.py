@@ -102,6 +102,11 @@ def export_policy(policy: Policy, path: Path, format: str, *, check: int = 1000)
             f"agent {policy.agent.name!r} carries recurrent state; exporting agents with memory is not "
             "supported yet (use Policy.predict(obs, state))"
         )
+    if not isinstance(policy.observation_space, gym.spaces.Box):
+        raise ExportError(
+            f"agent {policy.agent.name!r} reads {type(policy.observation_space).__name__} observations; exporting "
+            "is supported for Box observation spaces only (use Policy.predict)"
+        )
     if policy.device.type != "cpu":
         raise ExportError(f"export a policy loaded on the CPU (Policy.load(path, device='cpu')), not {policy.device}")
     module = DeterministicPolicy(policy).eval()

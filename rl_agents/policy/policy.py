@@ -29,6 +29,7 @@ from rl_agents.checkpointing import CheckpointError, read_checkpoint
 from rl_agents.config.registry import AgentImports
 from rl_agents.core.agent import Agent, next_carried_key
 from rl_agents.core.state import StateError
+from rl_agents.core.tree import first_leaf, is_structured, map_space, map_tree, named_leaves
 from rl_agents.envs import make_envs
 from rl_agents.envs.spaces import observation_tensor_dtype
 from rl_agents.policy.loading import (
@@ -178,21 +179,24 @@ class Policy:
                 raise ValueError(f"agent {self.agent.name!r} keeps no recurrent state: pass state=None")
             actions = self.act_batch(observations, deterministic=deterministic).cpu().numpy()
             return self._env_actions(actions, batched), None
-        carried = self._carried_batch(state, len(observations), batched)
+        rows = len(first_leaf(observations))
+        carried = self._carried_batch(state, rows, batched)
         if episode_start is not None:
             starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(-1), device=self.device)
-            if starts.numel() not in (1, len(observations)):
-                raise ValueError(f"episode_start has {starts.numel()} entries for {len(observations)} observations")
+            if starts.numel() not in (1, rows):
+                raise ValueError(f"episode_start has {starts.numel()} entries for {rows} observations")
             # Back to the agent's initial state (as CarriedState.reset), not an assumed zero.
-            initial = self.agent.initial_carried_state(len(observations), self.device)
-            starting = starts.expand(len(observations))
+            initial = self.agent.initial_carried_state(rows, self.device)
+            starting = starts.expand(rows)
             carried = {
                 name: torch.where(starting.view(-1, *([1] * (value.dim() - 1))), initial[name], value)
                 for name, value in carried.items()
             }
         with torch.inference_mode():
             outputs = self.agent.act(
-                observations.to(self.device, non_blocking=True), deterministic=deterministic, state=carried
+                map_tree(lambda leaf: leaf.to(self.device, non_blocking=True), observations),
+                deterministic=deterministic,
+                state=carried,
             )
             actions = self.agent.env_action(outputs).cpu().numpy()
         next_state = {
@@ -229,28 +233,57 @@ class Policy:
         with memory need :meth:`predict` and its state."""
         if self.has_memory:
             raise ValueError(f"agent {self.agent.name!r} has memory: use predict(obs, state) to carry its state")
-        outputs = self.agent.act(obs.to(self.device, non_blocking=True), deterministic=deterministic)
+        observations = map_tree(lambda leaf: leaf.to(self.device, non_blocking=True), obs)
+        outputs = self.agent.act(observations, deterministic=deterministic)
         return self.agent.env_action(outputs)
 
-    def _observation_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        """``obs`` as a ``[batch, *shape]`` tensor of the observation dtype, and whether it was a batch."""
+    def _observation_batch(self, obs: Any) -> tuple[Any, bool]:
+        """``obs`` as a ``[batch, *shape]`` tensor of the observation dtype (a tree of them for a Dict
+        or Tuple space: a dict or tuple of leaves, one observation's or a batch's), and whether it was
+        a batch."""
+        if not is_structured(self.observation_space):
+            return self._leaf_batch(obs, self.observation_space, "observation")
+        leaves: list[tuple[torch.Tensor, bool]] = []
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Dict) and isinstance(obs, dict) and obs.keys() - space.spaces.keys():
+            raise ValueError(f"observation has keys {sorted(obs.keys() - space.spaces.keys())} that {space} does not")
+
+        def leaf_batch(space: gym.Space, path: str, value: Any) -> torch.Tensor:
+            converted = self._leaf_batch(value, space, f"observation {path!r}")
+            leaves.append(converted)
+            return converted[0]
+
+        try:
+            spaces = map_space(lambda leaf: leaf, self.observation_space)
+            paths = named_leaves(map_space(lambda leaf: None, self.observation_space), "")
+            batch = map_tree(leaf_batch, spaces, map_tree(lambda path: path.lstrip("."), paths), obs)
+        except (KeyError, IndexError, TypeError) as error:
+            raise ValueError(
+                f"observation does not have the structure of the policy's observation space {self.observation_space} "
+                f"({type(error).__name__}: {error})"
+            ) from None
+        batched = {flag for _, flag in leaves}
+        sizes = {len(values) for values, _ in leaves}
+        if len(batched) > 1 or len(sizes) > 1:
+            raise ValueError("the observation's leaves are not all one observation, or all batches of one size")
+        return batch, batched.pop()
+
+    def _leaf_batch(self, obs: Any, space: gym.Space, what: str) -> tuple[torch.Tensor, bool]:
         values = obs if isinstance(obs, torch.Tensor) else torch.as_tensor(np.asarray(obs))
-        shape = tuple(self.observation_space.shape or ())
+        shape = tuple(space.shape or ())
         if tuple(values.shape) == shape:
             values, batched = values.unsqueeze(0), False
         elif values.dim() == len(shape) + 1 and tuple(values.shape[1:]) == shape:
             batched = True
         else:
             raise ValueError(
-                f"observation of shape {tuple(values.shape)} is neither one observation {shape} nor a batch "
-                f"(n, {', '.join(map(str, shape))}) of the policy's observation space {self.observation_space}"
+                f"{what} of shape {tuple(values.shape)} is neither one observation {shape} nor a batch "
+                f"(n, {', '.join(map(str, shape))}) of the policy's observation space {space}"
             )
         if values.is_floating_point() and not bool(torch.isfinite(values).all()):
             bad = int((~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero()[0])
-            raise ValueError(
-                f"observation {bad} of the batch holds NaN or inf" if batched else "observation holds NaN or inf"
-            )
-        return values.to(self.observation_dtype), batched
+            raise ValueError(f"{what} {bad} of the batch holds NaN or inf" if batched else f"{what} holds NaN or inf")
+        return values.to(observation_tensor_dtype(space)), batched
 
     # ------------------------------------------------------------------ environments and export
     def env_recipe(self) -> EnvRecipe:

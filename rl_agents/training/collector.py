@@ -50,9 +50,10 @@ from rl_agents.core.agent import (
 )
 from rl_agents.core.memory import CarriedState, episode_starts_after_step
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
+from rl_agents.core.tree import map_tree
 from rl_agents.envs import EnvError, env_factory_of
 from rl_agents.envs.failures import close_quietly, env_failure
-from rl_agents.envs.spaces import observation_tensor_dtype
+from rl_agents.envs.spaces import observation_layout
 from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, prepare_restore
 from rl_agents.training.env_checks import EnvOutputChecks
 from rl_agents.training.episodes import EpisodeTracker
@@ -179,11 +180,10 @@ class Collector:
 
     def _build_storage(self, keys: frozenset[str], store_next_obs: bool) -> RolloutStorage:
         storage = RolloutStorage(self.rollout_steps, self.num_envs, self.device)
-        obs_space = self.envs.single_observation_space
-        obs_dtype = observation_tensor_dtype(obs_space)
-        storage.allocate_host(OBS, tuple(obs_space.shape), obs_dtype)
+        layout = observation_layout(self.envs.single_observation_space)  # one leaf, or a Dict/Tuple tree
+        storage.allocate_host_tree(OBS, layout)
         if NEXT_OBS in keys or store_next_obs:
-            storage.allocate_host(NEXT_OBS, tuple(obs_space.shape), obs_dtype)
+            storage.allocate_host_tree(NEXT_OBS, layout)
         for key in (TERMINATED, TRUNCATED, VALID):
             storage.allocate_host(key, (), torch.bool)
         if EPISODE_START in keys:
@@ -201,14 +201,14 @@ class Collector:
         return self.step_in_rollout == 0 and not self.acted
 
     # ------------------------------------------------------------------ the environment loop
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: Any) -> np.ndarray:
         """Choose actions for a batch of observations and remember what the agents need of them."""
         obs = self.checks.observations(obs, "passed to act", self.global_step)
         step = self.step_in_rollout
         self.storage.write_host(step, OBS, obs)
         if EPISODE_START in self.storage.host:
             self.storage.write_host(step, EPISODE_START, self.episode_starting)
-        obs_tensor = self.storage.host[OBS][step].to(self.device, non_blocking=True)
+        obs_tensor = map_tree(lambda stored: stored[step].to(self.device, non_blocking=True), self.storage.host[OBS])
         self.acting.set_progress(self.global_step, self.total_steps)
         acted_from = self.memory.values  # the state this step acts from (act replaces, never mutates, it)
         with torch.inference_mode():
@@ -233,7 +233,7 @@ class Collector:
 
     def observe(
         self,
-        next_obs: np.ndarray,
+        next_obs: Any,
         reward: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
@@ -250,7 +250,12 @@ class Collector:
         next_obs = self.checks.observations(next_obs, "returned by step", self.global_step)
         reward, terminated, truncated = self.checks.step(reward, terminated, truncated, self.global_step)
         done = terminated | truncated
-        true_next_obs = self._true_next_obs(next_obs, done, info) if NEXT_OBS in self.storage.host else None
+        true_next_obs = None
+        if NEXT_OBS in self.storage.host:
+            final = self.autoreset_mode == AutoresetMode.SAME_STEP and done.any()  # in info["final_obs"]
+            true_next_obs = (
+                self.checks.with_final_observations(next_obs, done, info, self.global_step) if final else next_obs
+            )
         self.acted = False
         step = self.step_in_rollout
         valid = ~self.reset_pending
@@ -315,28 +320,19 @@ class Collector:
             if batch is not None:
                 return batch
 
-    def random_observations(self, steps: int, seed: int) -> torch.Tensor:
+    def random_observations(self, steps: int, seed: int) -> Any:
         """``[steps, num_envs, ...]`` next observations of seeded uniformly random actions (for the
-        agents' warm-up). Not counted in ``global_step``; collection starts from a reset afterwards."""
+        agents' warm-up; a tree of them for a Dict or Tuple space). Not counted in ``global_step``;
+        collection starts from a reset afterwards."""
         self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
         observations = []
         for _ in range(steps):
             next_obs, *_ = self.envs.step(self.envs.action_space.sample())
-            observations.append(torch.as_tensor(np.asarray(next_obs), device=self.device))
-        return torch.stack(observations)
+            observations.append(map_tree(lambda leaf: torch.as_tensor(np.asarray(leaf), device=self.device), next_obs))
+        return map_tree(lambda *leaves: torch.stack(leaves), *observations)
 
     # ------------------------------------------------------------------ checks
-    def _true_next_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        if self.autoreset_mode != AutoresetMode.SAME_STEP or not done.any():
-            return np.asarray(next_obs)
-        patched = np.array(next_obs, copy=True)
-        final_mask = info.get("_final_obs", done)
-        for index in np.flatnonzero(final_mask):
-            patched[index] = info["final_obs"][index]
-        self.checks.finite(patched, "final observation", "in info['final_obs']", self.global_step)
-        return patched
-
     # ------------------------------------------------------------------ failures
     def _step_envs(self, action: np.ndarray) -> tuple:
         """``envs.step`` whose failures become an EnvError naming the env when it can be known."""

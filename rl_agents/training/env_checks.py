@@ -8,8 +8,9 @@ when one env's value is at fault:
 
 * observations: the single observation space's dtype exactly (as ``check_obs``, which warns when
   ``obs.dtype != observation_space.dtype``) and the shape ``(num_envs, *space.shape)``, for the spaces
-  the collector stores (Box, Discrete, MultiBinary, MultiDiscrete). Only dtype and shape are checked,
-  not ``space.contains`` (bounds), which would cost a pass over every element.
+  the collector stores (Box, Discrete, MultiBinary, MultiDiscrete), leaf by leaf for a Dict or Tuple
+  space (a missing or extra key is refused, naming it). Only dtype and shape are checked, not
+  ``space.contains`` (bounds), which would cost a pass over every element.
 * rewards: ``(num_envs,)`` numbers of a bool, int or float dtype (``env_step_passive_checker`` wants
   ``np.integer`` or ``np.floating``; bool is accepted too, as 0 and 1). Strings and object arrays are
   refused: numpy would turn ``"1.5"`` into 1.5.
@@ -32,12 +33,14 @@ around every env) checks each env's values before that, and names the env.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from rl_agents.core.tree import is_structured, map_space, map_tree, space_items, tree_leaves
 from rl_agents.envs import EnvError
 from rl_agents.envs.validation import describe_value, is_bool, is_number
 from rl_agents.training.errors import NonFiniteObservationError
@@ -134,28 +137,41 @@ class EnvOutputChecks:
 
     def __init__(self, num_envs: int, observation_space: gym.Space):
         self.num_envs = num_envs
-        self.obs_shape = (num_envs, *observation_space.shape)
-        self.obs_dtype = np.dtype(observation_space.dtype)
-        self.obs_float = self.obs_dtype.kind == "f"  # uint8 images and integers are never checked
+        self.structured = is_structured(observation_space)
+        self.leaves = [
+            _LeafCheck(num_envs, path if self.structured else "", leaf) for path, leaf in space_items(observation_space)
+        ]
+        self.obs_shape = self.leaves[0].shape  # (a plain space's only leaf)
+        self.observation_space = observation_space
+        self.layout = map_space(lambda leaf: None, observation_space)  # what the obs are walked against
 
-    def observations(self, obs: Any, source: str, global_step: int) -> np.ndarray:
-        """``obs`` as an array, after cheap checks of its shape, dtype and (float data) finiteness."""
+    def observations(self, obs: Any, source: str, global_step: int) -> Any:
+        """``obs`` as an array (a tree of arrays for a Dict or Tuple space), after cheap checks of each
+        leaf's shape, dtype and (float data) finiteness."""
+        if not self.structured:
+            return self.leaves[0].check(self, obs, source, global_step)
         try:
-            obs = np.asarray(obs)
-        except ValueError:
-            as_array(obs, f"observations {source}", self.obs_shape[1:])  # raises, naming the envs
-            raise
-        if obs.shape != self.obs_shape:
+            arrays = map_tree(lambda _, value: np.asarray(value), self.layout, obs)
+        except (KeyError, IndexError, TypeError) as error:
             raise EnvError(
-                f"observations {source} have shape {obs.shape}; expected {self.obs_shape} "
-                f"({self.num_envs} envs x the observation space's shape {self.obs_shape[1:]})"
-            )
-        if obs.dtype != self.obs_dtype:
-            space_dtype = self.obs_dtype
-            raise EnvError(f"observations {source} have dtype {obs.dtype}, not the observation space's {space_dtype}")
-        if self.obs_float:  # uint8 images and integers are never checked
-            self.finite(obs, "observation", source, global_step)
-        return obs
+                f"observations {source} do not have the structure of the observation space "
+                f"{self.observation_space} ({type(error).__name__}: {error})"
+            ) from None
+        _refuse_extra_keys(obs, self.observation_space, f"observations {source}")
+        checked = dict(zip((leaf.path for leaf in self.leaves), tree_leaves(arrays)))
+        for leaf in self.leaves:
+            leaf.check(self, checked[leaf.path], source, global_step)
+        return arrays
+
+    def with_final_observations(self, next_obs: Any, done: np.ndarray, info: dict[str, Any], global_step: int) -> Any:
+        """A same-step autoreset's next observations with each finished env's final observation (from
+        ``info["final_obs"]``) in place of its reset observation, checked for finiteness."""
+        patched = map_tree(lambda leaf: np.array(leaf, copy=True), next_obs)
+        for index in np.flatnonzero(info.get("_final_obs", done)):
+            map_tree(functools.partial(_set_row, index), patched, info["final_obs"][index])
+        for leaf in tree_leaves(patched):
+            self.finite(leaf, "final observation", "in info['final_obs']", global_step)
+        return patched
 
     def finite(self, values: np.ndarray, what: str, source: str, global_step: int) -> None:
         """Raise if float ``values`` hold NaN or inf, or values that overflow float32 when stored
@@ -187,3 +203,49 @@ class EnvOutputChecks:
             raise _refuse_dtype(flags, name, is_bool, "expected bools (True or False; int 0/1 is refused)")
         self.finite(reward, "reward", "returned by step", global_step)
         return np.asarray(reward, dtype=np.float32), terminated, truncated
+
+
+class _LeafCheck:
+    """The shape and dtype one observation leaf must have, and whether its values are checked."""
+
+    def __init__(self, num_envs: int, path: str, space: gym.Space):
+        self.path = path
+        self.name = f"observation {path!r}" if path else "observation"
+        self.shape = (num_envs, *space.shape)
+        self.dtype = np.dtype(space.dtype)
+        self.float = self.dtype.kind == "f"  # uint8 images and integers are never checked
+
+    def check(self, checks: EnvOutputChecks, obs: Any, source: str, global_step: int) -> np.ndarray:
+        what = f"observation {self.path!r} {source}" if self.path else f"observations {source}"
+        try:
+            obs = np.asarray(obs)
+        except ValueError:
+            as_array(obs, what, self.shape[1:])  # raises, naming the envs
+            raise
+        if obs.shape != self.shape:
+            raise EnvError(
+                f"{what} have shape {obs.shape}; expected {self.shape} "
+                f"({self.shape[0]} envs x the observation space's shape {self.shape[1:]})"
+            )
+        if obs.dtype != self.dtype:
+            raise EnvError(f"{what} have dtype {obs.dtype}, not the observation space's {self.dtype}")
+        if self.float:
+            checks.finite(obs, self.name, source, global_step)
+        return obs
+
+
+def _refuse_extra_keys(obs: Any, space: gym.Space, what: str) -> None:
+    """A dict observation with keys its Dict space does not have (they would be dropped unseen)."""
+    if isinstance(space, gym.spaces.Dict) and isinstance(obs, dict):
+        extra = obs.keys() - space.spaces.keys()
+        if extra:
+            raise EnvError(f"{what} have keys {sorted(extra)} that the observation space {space} does not have")
+        for key, sub in space.spaces.items():
+            _refuse_extra_keys(obs[key], sub, what)
+    elif isinstance(space, gym.spaces.Tuple) and isinstance(obs, tuple):
+        for value, sub in zip(obs, space.spaces):
+            _refuse_extra_keys(value, sub, what)
+
+
+def _set_row(index: int, array: np.ndarray, value: Any) -> None:
+    array[index] = value

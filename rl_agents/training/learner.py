@@ -12,6 +12,7 @@ first, off-policy). An update is all or nothing: a NaN or inf anywhere in it rol
 from __future__ import annotations
 
 import functools
+import operator
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -45,6 +46,7 @@ from rl_agents.core.schedules import (
     schedule_fields,
 )
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
+from rl_agents.core.tree import map_tree
 from rl_agents.training.contract_checks import ProvidedKeysCheck
 from rl_agents.training.errors import NonFiniteError
 from rl_agents.training.optimization import (
@@ -96,6 +98,11 @@ def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
     """Bounds of ``parts`` nearly equal, non-empty slices (like torch.tensor_split)."""
     edges = [length * index // parts for index in range(parts + 1)]
     return [(start, stop) for start, stop in zip(edges, edges[1:]) if stop > start]
+
+
+def _merge_time_and_envs(value: torch.Tensor) -> torch.Tensor:
+    """``[T, N, ...]`` -> ``[T * N, ...]``."""
+    return value.reshape(-1, *value.shape[2:])
 
 
 def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
@@ -220,7 +227,13 @@ class Learner:
         if not isinstance(self.schedule, ReplaySchedule):
             return None
         capacity = max(self.schedule.buffer_size // self.num_envs, 1)
-        return ReplayBuffer(capacity, self.num_envs, self.device, None if sampler is None else sampler.sampler)
+        return ReplayBuffer(
+            capacity,
+            self.num_envs,
+            self.device,
+            None if sampler is None else sampler.sampler,
+            observation_space=self.spaces.observation_space,
+        )
 
     @property
     def rollout_steps(self) -> int:
@@ -309,7 +322,7 @@ class Learner:
             columns = {key: value for key, value in batch.items() if key in used}
             epoch = functools.partial(self._sequence_epoch, columns, self.sequence_keys)
         else:
-            flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k in used}
+            flat = {k: map_tree(_merge_time_and_envs, v) for k, v in batch.items() if k in used}
             epoch = functools.partial(self._row_epoch, flat, flat[VALID].nonzero().squeeze(1))
         sums: dict[str, float] = {}
         steps = 0
@@ -334,9 +347,10 @@ class Learner:
         assert isinstance(self.schedule, OnPolicySchedule)
         order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
         # One gather per key and epoch; the minibatches are then contiguous slices (views).
-        shuffled = {key: value[order] for key, value in flat.items()}
+        shuffled = {key: map_tree(lambda leaf: leaf[order], value) for key, value in flat.items()}
         for start, stop in _split_bounds(len(valid_rows), self.schedule.num_minibatches):
-            yield {key: value[start:stop] for key, value in shuffled.items()}
+            rows = operator.itemgetter(slice(start, stop))
+            yield {key: map_tree(rows, value) for key, value in shuffled.items()}
 
     def _sequence_epoch(self, columns: Batch, sequence_keys: frozenset[str]) -> Iterator[Batch]:
         """One epoch's minibatches of whole env sequences: the envs shuffled and split into
@@ -463,8 +477,8 @@ def sequence_minibatch(columns: Batch, envs: torch.Tensor, sequence_keys: frozen
     valid = columns[VALID][:, envs]
     minibatch: Batch = {}
     for key, value in columns.items():
-        of_envs = value[:, envs]
-        minibatch[key] = of_envs[valid]
+        of_envs = map_tree(lambda leaf: leaf[:, envs], value)
+        minibatch[key] = map_tree(lambda leaf: leaf[valid], of_envs)
         if key in sequence_keys:
             minibatch[sequence_key(key)] = of_envs
     minibatch[SEQUENCE_VALID] = valid

@@ -24,6 +24,7 @@ import torch
 
 from rl_agents.core.agent import Batch
 from rl_agents.core.state import Apply, count, entry
+from rl_agents.core.tree import map_tree
 from rl_agents.training.episodes import EpisodeTracker
 from rl_agents.training.errors import CollectionError
 from rl_agents.training.learner import Learner
@@ -264,7 +265,7 @@ class RayCollectors:
         for rollout in arrived:
             self.episodes.finished.add(rollout.episode_returns, rollout.episode_lengths, self.global_step)
         columns = concatenate_columns([None if rollout is None else rollout.batch for rollout in rollouts])
-        return {key: as_tensor(value, device) for key, value in columns.items()}
+        return {key: map_tree(lambda leaf: as_tensor(leaf, device), value) for key, value in columns.items()}
 
     def _collect_round(self) -> list[Any]:
         handles = self.start_workers()
@@ -280,7 +281,7 @@ class RayCollectors:
         ]
         return self._gather(calls)
 
-    def random_observations(self, steps: int, seed: int) -> torch.Tensor:
+    def random_observations(self, steps: int, seed: int) -> Any:
         """The workers' random-action observations, side by side (``seed`` is unused: each worker
         seeds from its own seed)."""
         handles = self.start_workers()
@@ -293,7 +294,8 @@ class RayCollectors:
         arrived = [piece for piece in self._gather(calls) if piece is not None]
         if not arrived:
             raise WorkerFailureError("no worker returned its warm-up observations")
-        return torch.from_numpy(np.concatenate(arrived, axis=1)).to(self.learner.device)
+        joined = map_tree(lambda *leaves: np.concatenate(leaves, axis=1), *arrived)
+        return map_tree(lambda leaf: torch.from_numpy(leaf).to(self.learner.device), joined)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -9,6 +9,10 @@ next-step autoreset is stored, to keep the time axis regular, but never sampled.
 composition may supply a :class:`~rl_agents.core.sampling.ReplaySampler` instead (prioritized replay):
 the buffer then tells it every slot it writes, draws through it, and passes it the learner's feedback;
 its state is saved, restored and rolled back with the buffer's.
+
+Structured observations (Dict or Tuple spaces) are stored leaf by leaf under flat keys (``obs.image``,
+``next_obs.image``, ...; see :func:`rl_agents.core.tree.flatten_structured`), so the ring, its journal
+and its checkpoints handle nothing but tensors; sampled minibatches give them back as trees.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 from rl_agents.core.agent import (
     BOOTSTRAP_OBS,
     N_STEPS,
     NEXT_OBS,
+    OBS,
     REPLAY_INDEX,
     SAMPLE_WEIGHT,
     TERMINATED,
@@ -33,6 +39,7 @@ from rl_agents.core.agent import (
 )
 from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.state import Apply, StateError, count, entry
+from rl_agents.core.tree import Tree, flatten_structured, map_space, named_leaves, nest_structured, tree_leaves
 
 
 def _physical_memory() -> int:
@@ -59,9 +66,17 @@ class ReplayBuffer:
     capacity: vector steps kept (``buffer_size // num_envs``); each holds ``num_envs`` transitions.
     device: where sampled minibatches are returned; the ring itself stays in host memory.
     sampler: draws minibatches instead of uniform sampling (e.g. prioritized replay); None: uniform.
+    observation_space: the single env's observation space; a Dict or Tuple one is stored leaf by leaf.
     """
 
-    def __init__(self, capacity: int, num_envs: int, device: torch.device, sampler: ReplaySampler | None = None):
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        device: torch.device,
+        sampler: ReplaySampler | None = None,
+        observation_space: gym.Space | None = None,
+    ):
         if capacity < 1:
             raise ValueError(f"the replay buffer must hold at least one vector step, got capacity {capacity}")
         self.capacity = capacity
@@ -72,6 +87,11 @@ class ReplayBuffer:
         self.position = 0  # next vector step to write
         self.size = 0  # vector steps stored
         self.sampler = sampler
+        # Where each structured observation key's leaves live in ``data`` (empty for a plain space).
+        self.structures: dict[str, Tree] = {}
+        if observation_space is not None and isinstance(observation_space, (gym.spaces.Dict, gym.spaces.Tuple)):
+            layout = map_space(lambda leaf: None, observation_space)
+            self.structures = {key: named_leaves(layout, key) for key in (OBS, NEXT_OBS, BOOTSTRAP_OBS)}
         if sampler is not None:
             sampler.reset(capacity * num_envs)  # one slot per transition: step * num_envs + env
 
@@ -82,6 +102,7 @@ class ReplayBuffer:
         """Append ``[T, num_envs, ...]`` tensors (the same keys every time, ``valid`` among them)."""
         if VALID not in chunk:
             raise KeyError("a replay chunk needs the 'valid' mask")
+        chunk = flatten_structured(chunk, self.structures)
         length = next(iter(chunk.values())).shape[0]
         if not self.data:
             self._allocate(chunk)
@@ -187,12 +208,21 @@ class ReplayBuffer:
         rows[SAMPLE_WEIGHT] = weights
         rows[REPLAY_INDEX] = flat
         count = torch.ones(batch_size, dtype=torch.int64)
-        if NEXT_OBS in rows:
-            rows[BOOTSTRAP_OBS] = rows[NEXT_OBS]
+        for next_key, bootstrap_key in self._bootstrap_keys():
+            if next_key in rows:
+                rows[bootstrap_key] = rows[next_key]
         if n_step > 1:
             count = self._add_n_step(rows, steps, envs, n_step, streams)
         rows[N_STEPS] = count.float()
-        return {key: value.to(self.device, non_blocking=True) for key, value in rows.items()}
+        return nest_structured(
+            {key: value.to(self.device, non_blocking=True) for key, value in rows.items()}, self.structures
+        )
+
+    def _bootstrap_keys(self) -> list[tuple[str, str]]:
+        """(stored next-observation key, bootstrap key) pairs: one, or one per observation leaf."""
+        if not self.structures:
+            return [(NEXT_OBS, BOOTSTRAP_OBS)]
+        return list(zip(tree_leaves(self.structures[NEXT_OBS]), tree_leaves(self.structures[BOOTSTRAP_OBS])))
 
     def feedback(self, slots: torch.Tensor, values: torch.Tensor) -> None:
         """Pass the sampler the loss output it consumes for the rows drawn from ``slots``."""
@@ -241,8 +271,9 @@ class ReplayBuffer:
             alive = reach & ~done(ahead)
         for key in (TERMINATED, TRUNCATED):
             rows[key] = self.data[key][last, envs]
-        if NEXT_OBS in self.data:
-            rows[BOOTSTRAP_OBS] = self.data[NEXT_OBS][last, envs]
+        for next_key, bootstrap_key in self._bootstrap_keys():
+            if next_key in self.data:
+                rows[bootstrap_key] = self.data[next_key][last, envs]
         return count
 
     def state_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch
 
 from rl_agents.core.agent import Agent
 from rl_agents.core.normalize import RunningMeanStd
+from rl_agents.core.tree import map_tree
 from rl_agents.envs.failures import close_quietly
 from rl_agents.training.collector import Collector
 from rl_agents.training.episodes import EpisodeStats
@@ -98,9 +99,13 @@ def concatenate_columns(pieces: list[dict[str, np.ndarray] | None]) -> dict[str,
     keys = sorted(arrived[0])
     if any(sorted(piece) != keys for piece in arrived):
         raise ValueError(f"the workers' batches hold different keys: {[sorted(piece) for piece in arrived]}")
-    filler = {key: np.zeros_like(value) for key, value in arrived[0].items()}  # zeros: valid is False
+    filler = {key: map_tree(np.zeros_like, value) for key, value in arrived[0].items()}  # zeros: valid is False
     return {
-        key: np.concatenate([(filler if piece is None else piece)[key] for piece in pieces], axis=1) for key in keys
+        key: map_tree(
+            lambda *leaves: np.concatenate(leaves, axis=1),
+            *[(filler if piece is None else piece)[key] for piece in pieces],
+        )
+        for key in keys
     }
 
 
@@ -288,7 +293,7 @@ class RolloutWorker:
             key: tuple(portable(moment) for moment in moments_of(stats))
             for key, stats in running_statistics(self.agents).items()
         }
-        batch = {key: portable(value) for key, value in completed.items()}  # views: Ray copies them on return
+        batch = {key: map_tree(portable, value) for key, value in completed.items()}  # views: Ray copies them on return
         return Rollout(
             batch, episodes.returns, episodes.lengths, statistics, collector.rollout_steps * collector.num_envs
         )
@@ -297,9 +302,9 @@ class RolloutWorker:
         """Answers once the actor runs (the learner asks a restarted worker before it rejoins)."""
         return True
 
-    def warmup_observations(self, steps: int, restarts: int, global_step: int) -> np.ndarray:
+    def warmup_observations(self, steps: int, restarts: int, global_step: int) -> Any:
         """``[steps, envs, ...]`` observations of seeded random actions (agents' ``warmup``); the
         next round starts from a reset."""
         observations = self._prepare(restarts, global_step).random_observations(steps, self.seed)
         self.started = False
-        return observations.numpy()
+        return map_tree(torch.Tensor.numpy, observations)
