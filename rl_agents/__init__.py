@@ -1,6 +1,6 @@
 """rl-agents: compose reinforcement-learning agents (PPO, RND, ...) under one mediating Trainer."""
 
-from rl_agents.agents import A2C, DQN, ICM, PER, PPO, RND, SAC
+from rl_agents.agents import A2C, DQN, HER, ICM, PER, PPO, RND, SAC
 from rl_agents.core.agent import Agent, CompositionError, ContractError, DataSpec, EnvContext, RewardStream
 from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
@@ -20,6 +20,7 @@ __all__ = [
     "A2C",
     "DQN",
     "ICM",
+    "HER",
     "PER",
     "PPO",
     "RND",

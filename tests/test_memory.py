@@ -28,7 +28,7 @@ from rl_agents.core.agent import (
 from rl_agents.core.recurrent import RecurrentCore, _pieces
 from rl_agents.envs import make_envs
 from rl_agents.policy import Policy
-from rl_agents.training.learner import sequence_minibatch
+from rl_agents.training.minibatches import sequence_minibatch
 from tests.helpers import ConstantBonus, counting_envs
 
 torch.set_num_threads(1)

@@ -6,6 +6,7 @@ classes; the command line, the config schema, ``rl-agents list`` and checkpoint 
 
 from rl_agents.agents.a2c import A2C
 from rl_agents.agents.dqn import DQN
+from rl_agents.agents.her import HER
 from rl_agents.agents.icm import ICM
 from rl_agents.agents.per import PER
 from rl_agents.agents.ppo import PPO
@@ -13,6 +14,6 @@ from rl_agents.agents.rnd import RND
 from rl_agents.agents.sac import SAC
 from rl_agents.core.agent import Agent
 
-AGENTS: dict[str, type[Agent]] = {cls.default_name: cls for cls in (A2C, DQN, ICM, PER, PPO, RND, SAC)}
+AGENTS: dict[str, type[Agent]] = {cls.default_name: cls for cls in (A2C, DQN, HER, ICM, PER, PPO, RND, SAC)}
 
-__all__ = ["A2C", "AGENTS", "DQN", "ICM", "PER", "PPO", "RND", "SAC"]
+__all__ = ["A2C", "AGENTS", "DQN", "HER", "ICM", "PER", "PPO", "RND", "SAC"]

@@ -304,6 +304,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("Box2D (LunarLander, BipedalWalker)", "Box2D"),
         ("MinAtar (MinAtar/Breakout-v1, ...)", "minatar"),
         ("POPGym (popgym-*)", "popgym"),
+        ("BitFlip (rl_agents/BitFlip-v0, goal-conditioned, for HER)", "rl_agents.envs.bit_flip"),
     ):
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)

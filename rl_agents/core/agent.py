@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import torch
@@ -24,6 +25,9 @@ from torch import nn
 from rl_agents.core.agent_state import install_state_attributes
 from rl_agents.core.sampling import ReplaySampler
 from rl_agents.core.schedules import OnPolicySchedule, ReplaySchedule
+
+if TYPE_CHECKING:
+    from rl_agents.core.transforms import ReplayTransform
 
 Batch = dict[str, torch.Tensor]
 # What agents log: plain numbers, or 0-d tensors that the Learner converts with one host sync for all.
@@ -185,6 +189,9 @@ class EnvContext:
     device: torch.device
     streams: tuple[RewardStream, ...]
     generator: torch.Generator = field(repr=False, compare=False, default_factory=torch.Generator)
+    # A goal-conditioned env's ``compute_reward(achieved_goal, desired_goal, info)`` (numpy, batched), for
+    # parts that recompute rewards of relabeled goals; None when the env has none.
+    compute_reward: Callable[[Any, Any, Any], Any] | None = field(repr=False, compare=False, default=None)
 
 
 class Agent(nn.Module):
@@ -303,6 +310,12 @@ class Agent(nn.Module):
         """A part that decides which replayed transitions are trained on (e.g. prioritized replay) returns
         its sampler: the replay buffer then draws minibatches through it instead of uniformly, and feeds
         it the loss outputs it consumes after each optimizer step. At most one agent may; None: uniform."""
+        return None
+
+    def replay_transform(self) -> ReplayTransform | None:
+        """A part that rewrites sampled replay rows before the losses see them (e.g. hindsight relabeling)
+        returns its transform (:mod:`rl_agents.core.transforms`); the Learner applies every part's, in the
+        order the agents were given, after each replay draw. None: the part rewrites nothing."""
         return None
 
     def target_networks(self) -> list[tuple[nn.Module, nn.Module]]:

@@ -15,7 +15,7 @@ import functools
 import operator
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +24,6 @@ import torch
 from rl_agents.core.agent import (
     NEXT_OBS,
     REPLAY_KEYS,
-    SEQUENCE_VALID,
     TERMINATED,
     TRUNCATED,
     VALID,
@@ -33,7 +32,6 @@ from rl_agents.core.agent import (
     CompositionError,
     ContractError,
     EnvContext,
-    sequence_key,
 )
 from rl_agents.core.agent_state import record_baseline
 from rl_agents.core.composition import Composition, collect_streams, find_acting_agent, resolve
@@ -47,8 +45,10 @@ from rl_agents.core.schedules import (
 )
 from rl_agents.core.state import Apply, StateError, count, entry, numbers
 from rl_agents.core.tree import map_tree
+from rl_agents.envs.goals import RewardFunction, goal_reward_function
 from rl_agents.training.contract_checks import ProvidedKeysCheck
 from rl_agents.training.errors import NonFiniteError
+from rl_agents.training.minibatches import merge_time_and_envs, sequence_minibatch, split_bounds
 from rl_agents.training.optimization import (
     SummedLossStep,
     build_optimizer,
@@ -64,6 +64,7 @@ from rl_agents.training.sampler_feedback import (
     feed_sampler,
     refuse_sampler_on_policy,
     supplied_samplers,
+    supplied_transforms,
 )
 
 GENERATOR_DTYPE = torch.uint8
@@ -76,11 +77,15 @@ class EnvSpaces:
     observation_space: gym.Space
     action_space: gym.Space
     num_envs: int
+    compute_reward: RewardFunction | None = field(default=None, compare=False)  # goal-conditioned envs'
 
     @classmethod
     def of(cls, envs: gym.vector.VectorEnv, num_envs: int | None = None) -> EnvSpaces:
         return cls(
-            envs.single_observation_space, envs.single_action_space, envs.num_envs if num_envs is None else num_envs
+            envs.single_observation_space,
+            envs.single_action_space,
+            envs.num_envs if num_envs is None else num_envs,
+            goal_reward_function(envs),
         )
 
 
@@ -92,17 +97,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False")
     return resolved
-
-
-def _split_bounds(length: int, parts: int) -> list[tuple[int, int]]:
-    """Bounds of ``parts`` nearly equal, non-empty slices (like torch.tensor_split)."""
-    edges = [length * index // parts for index in range(parts + 1)]
-    return [(start, stop) for start, stop in zip(edges, edges[1:]) if stop > start]
-
-
-def _merge_time_and_envs(value: torch.Tensor) -> torch.Tensor:
-    """``[T, N, ...]`` -> ``[T * N, ...]``."""
-    return value.reshape(-1, *value.shape[2:])
 
 
 def _metrics_of(agent_name: str, logged: dict[str, float]) -> dict[str, float]:
@@ -149,6 +143,7 @@ class Learner:
         self.off_policy = isinstance(self.schedule, ReplaySchedule)
         samplers = supplied_samplers(self.agents)
         refuse_sampler_on_policy(samplers, self.acting, self.off_policy)
+        self._transforms = supplied_transforms(self.agents, self.acting, self.schedule)
         extra_keys = REPLAY_KEYS if self.off_policy else frozenset()
         self.composition: Composition = resolve(self.agents, self.acting, self.streams, extra_keys=extra_keys)
         specs = self.composition.specs
@@ -180,6 +175,7 @@ class Learner:
                 device=self.device,
                 streams=self.streams,
                 generator=self.generator,
+                compute_reward=self.spaces.compute_reward,
             )
             bind_agent(agent, ctx, self.seed)
             agent.to(self.device)
@@ -322,7 +318,7 @@ class Learner:
             columns = {key: value for key, value in batch.items() if key in used}
             epoch = functools.partial(self._sequence_epoch, columns, self.sequence_keys)
         else:
-            flat = {k: map_tree(_merge_time_and_envs, v) for k, v in batch.items() if k in used}
+            flat = {k: map_tree(merge_time_and_envs, v) for k, v in batch.items() if k in used}
             epoch = functools.partial(self._row_epoch, flat, flat[VALID].nonzero().squeeze(1))
         sums: dict[str, float] = {}
         steps = 0
@@ -348,7 +344,7 @@ class Learner:
         order = valid_rows[torch.randperm(len(valid_rows), generator=self.generator, device=self.device)]
         # One gather per key and epoch; the minibatches are then contiguous slices (views).
         shuffled = {key: map_tree(lambda leaf: leaf[order], value) for key, value in flat.items()}
-        for start, stop in _split_bounds(len(valid_rows), self.schedule.num_minibatches):
+        for start, stop in split_bounds(len(valid_rows), self.schedule.num_minibatches):
             rows = operator.itemgetter(slice(start, stop))
             yield {key: map_tree(rows, value) for key, value in shuffled.items()}
 
@@ -358,7 +354,7 @@ class Learner:
         assert isinstance(self.schedule, OnPolicySchedule)
         num_envs = columns[VALID].shape[1]
         env_order = torch.randperm(num_envs, generator=self.generator, device=self.device)
-        for start, stop in _split_bounds(num_envs, self.schedule.num_minibatches):
+        for start, stop in split_bounds(num_envs, self.schedule.num_minibatches):
             yield sequence_minibatch(columns, env_order[start:stop], sequence_keys)
 
     def _optimize_replay(self, global_step: int, total_steps: int | None, where: str) -> dict[str, float]:
@@ -375,6 +371,9 @@ class Learner:
             minibatch = self.replay.sample(
                 schedule.batch_size, self.generator, n_step=schedule.n_step, streams=self.streams, progress=progress
             )
+            for name, transform in self._transforms:  # e.g. hindsight relabeling
+                for key, value in transform.apply(minibatch, self.replay, self.generator).items():
+                    sums[f"{name}/{key}"] = sums.get(f"{name}/{key}", 0.0) + float(value)
             final = index == schedule.gradient_steps - 1
             step_values = self.step(minibatch, where, None if final else self._snapshot.protect)
             if step_values is not None:  # None: skipped as non-finite (skip_non_finite_updates)
@@ -468,21 +467,6 @@ class Learner:
         if saved is None:
             raise StateError(f"{where}: this trainer trains from a replay buffer, but the checkpoint has none")
         return self.replay.prepare_load(saved, where)
-
-
-def sequence_minibatch(columns: Batch, envs: torch.Tensor, sequence_keys: frozenset[str]) -> Batch:
-    """The minibatch of the envs ``envs`` from ``[T, N, ...]`` columns: every key's valid rows of
-    those envs, time-major (``[rows, ...]``), plus ``sequence/<key>`` ``[T, B, ...]`` for the
-    sequence keys and ``sequence/valid``, whose True entries line up with the rows."""
-    valid = columns[VALID][:, envs]
-    minibatch: Batch = {}
-    for key, value in columns.items():
-        of_envs = map_tree(lambda leaf: leaf[:, envs], value)
-        minibatch[key] = map_tree(lambda leaf: leaf[valid], of_envs)
-        if key in sequence_keys:
-            minibatch[sequence_key(key)] = of_envs
-    minibatch[SEQUENCE_VALID] = valid
-    return minibatch
 
 
 def bind_agent(agent: Agent, ctx: EnvContext, seed: int) -> None:

@@ -276,6 +276,61 @@ class ReplayBuffer:
                 rows[bootstrap_key] = self.data[next_key][last, envs]
         return count
 
+    # ------------------------------------------------------------------ episodes (a ReplayView for transforms)
+    def episode_extent(self, slots: torch.Tensor, window: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(behind, ahead)``: stored steps of each slot's episode before and after it (see
+        :class:`~rl_agents.core.transforms.ReplayView`). Found by scanning the ring's done flags (and,
+        backwards, the reset steps of next-step autoresets) ``window`` steps at a time, one gather per
+        window: episodes of up to ``window`` steps cost one."""
+        slots = slots.to("cpu")
+        steps, envs = slots // self.num_envs, slots % self.num_envs
+        newer = (self.position - 1 - steps) % self.capacity  # stored steps after each slot's
+        oldest = self.position if self.size == self.capacity else 0
+        older = (steps - oldest) % self.capacity  # stored steps before it
+        done = self.data[TERMINATED] | self.data[TRUNCATED]
+        ends_episode = done  # ahead: the first step at or after the slot's that ended the episode
+        ahead = self._scan(steps, envs, newer, ends_episode, direction=1, first_offset=0, window=window)
+        # behind: the first step before the slot's that ended an episode or is an autoreset's reset step
+        before_start = done | ~self.data[VALID]
+        behind = self._scan(steps, envs, older, before_start, direction=-1, first_offset=1, window=window)
+        return behind, ahead
+
+    def _scan(
+        self,
+        steps: torch.Tensor,
+        envs: torch.Tensor,
+        limit: torch.Tensor,
+        stop: torch.Tensor,
+        *,
+        direction: int,
+        first_offset: int,
+        window: int,
+    ) -> torch.Tensor:
+        """How many steps from each of ``steps`` (in ``direction``) lie inside its episode: ``ahead`` counts up
+        to and including the first ``stop`` step (offset 0 on); ``behind`` the steps before the first ``stop``
+        step (offset 1 on). Capped by ``limit``, the stored steps in that direction."""
+        found = limit.clone()  # no stop within the stored steps: the episode reaches the newest/oldest
+        pending = torch.arange(len(steps))
+        base = first_offset
+        while len(pending):
+            offsets = torch.arange(base, base + window)
+            rows = (steps[pending, None] + direction * offsets) % self.capacity
+            inside = offsets <= limit[pending, None]
+            hits = stop[rows, envs[pending, None]] & inside
+            hit_any = hits.any(dim=1)
+            first = hits.float().argmax(dim=1) + base  # the first stop's offset (where there is one)
+            found[pending[hit_any]] = first[hit_any] - (0 if direction == 1 else 1)
+            exhausted = ~inside[:, -1]  # the window passed the stored steps
+            pending = pending[~hit_any & ~exhausted]
+            base += window
+        return found
+
+    def stored_at(self, key: str, slots: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The stored ``key`` (a flat name) ``offsets`` steps after the transitions at ``slots`` (same env)."""
+        slots = slots.to("cpu")
+        steps, envs = slots // self.num_envs, slots % self.num_envs
+        return self.data[key][(steps + offsets.to("cpu")) % self.capacity, envs]
+
     def state_dict(self) -> dict[str, Any]:
         """The ring's geometry and its stored data (the first ``size`` steps), for checkpoints."""
         return {

@@ -1,4 +1,5 @@
-"""Sampler feedback: choosing the composition's replay sampler and feeding it the loss output it consumes.
+"""Replay parts: choosing the composition's replay sampler and feeding it the loss output it consumes, and
+collecting the parts' minibatch transforms (:mod:`rl_agents.core.transforms`).
 
 A part (e.g. prioritized replay) supplies a :class:`~rl_agents.core.sampling.ReplaySampler`; a learner's
 loss outputs, per minibatch row, the key the sampler consumes (``DataSpec.loss_outputs``) and reads the
@@ -16,6 +17,8 @@ import torch
 from rl_agents.core.agent import REPLAY_INDEX, SAMPLE_WEIGHT, Agent, Batch, CompositionError, ContractError
 from rl_agents.core.composition import Composition
 from rl_agents.core.sampling import ReplaySampler
+from rl_agents.core.schedules import ReplaySchedule, Schedule
+from rl_agents.core.transforms import ReplayTransform
 from rl_agents.training.replay import ReplayBuffer
 
 
@@ -81,3 +84,22 @@ def feed_sampler(replay: ReplayBuffer, minibatch: Batch, provider: str, where: s
     if not bool(torch.isfinite(values).all()):
         raise ContractError(f"agent {provider!r} loss output {key!r} holds NaN or inf ({where})")
     replay.feedback(minibatch[REPLAY_INDEX], values)
+
+
+def supplied_transforms(agents: list[Agent], acting: Agent, schedule: Schedule) -> list[tuple[str, ReplayTransform]]:
+    """Each agent's minibatch transform (in the agents' order), refused with an on-policy learner (there is
+    no replay to rewrite) and, for a transform that relabels single transitions, with n-step returns
+    (their rewards were summed over steps whose goals it cannot see)."""
+    supplied = [(agent.name, transform) for agent in agents if (transform := agent.replay_transform()) is not None]
+    for name, transform in supplied:
+        if not isinstance(schedule, ReplaySchedule):
+            raise CompositionError(
+                f"agent {name!r} rewrites replay minibatches, but agent {acting.name!r} trains on-policy from "
+                "rollouts (no replay buffer); use it with a replay learner such as dqn or sac"
+            )
+        if transform.single_step and schedule.n_step > 1:
+            raise CompositionError(
+                f"agent {name!r} rewrites single transitions, which n-step returns (n_step={schedule.n_step}) sum "
+                "over several steps: use n_step 1"
+            )
+    return supplied
