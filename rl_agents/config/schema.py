@@ -107,6 +107,8 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of gymnasium.make
+    # The keys of a Dict observation to keep (one key: its observation alone); None: the env family's default.
+    observation_keys: list[str] | None = None
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # How each agent's class is named where that is not the agent's name (``class:`` in its section,
     # or an import path in ``agents``); filled by config_from_dict, like the classes it resolved.
@@ -224,7 +226,7 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
         out["distributed"] = dataclasses.asdict(config.distributed)
     if not config.env_kwargs:  # configs without env kwargs stay as they were
         del out["env_kwargs"]
-    for optional in ("video_every", "stop_at_return"):  # and so do runs without videos or a target
+    for optional in ("video_every", "stop_at_return", "observation_keys"):  # and runs without videos, target, keys
         if out[optional] is None:
             del out[optional]
     for entry in config.agent_entries():
@@ -362,7 +364,13 @@ def make_config_envs(config: RunConfig) -> gym.vector.VectorEnv:
             "trainer.num_envs is not set: rl_agents.config.with_num_envs(config) sets the acting agent's suggestion"
         )
     try:
-        return make_envs(config.env, config.trainer.num_envs, config.trainer.vectorization, **config.env_kwargs)
+        return make_envs(
+            config.env,
+            config.trainer.num_envs,
+            config.trainer.vectorization,
+            observation_keys=config.observation_keys,
+            **config.env_kwargs,
+        )
     except gym.error.DependencyNotInstalled as error:  # e.g. LunarLander-v3 without Box2D
         raise EnvCreationError(f"environment {config.env!r}: {error}") from error
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -84,13 +84,55 @@ class ChannelsFirstUint8(gym.ObservationWrapper):
         return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.uint8)
 
 
-def family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
-    """Per-env wrappers that turn each family's observations into what the agents expect."""
+class SelectObservation(gym.ObservationWrapper):
+    """Keeps the named keys of a Dict observation, in that order; one key gives its observation alone (a
+    MiniGrid run with ``observation_keys: [image]`` sees the 7x7x3 view as a Box, as ImgObsWrapper gives).
+    A module-level class: the async workers get it pickled."""
+
+    def __init__(self, env: gym.Env, keys: tuple[str, ...]):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Dict):
+            raise EnvCreationError(
+                f"observation_keys {list(keys)} given, but the observation space {space} is not a Dict"
+            )
+        unknown = [key for key in keys if key not in space.spaces]
+        if unknown or not keys or len(set(keys)) != len(keys):
+            raise EnvCreationError(
+                f"observation_keys must name distinct keys of the observation space ({', '.join(space.spaces)}), "
+                f"got {list(keys)}"
+            )
+        self.keys = keys
+        self.observation_space = (
+            space.spaces[keys[0]] if len(keys) == 1 else gym.spaces.Dict({key: space.spaces[key] for key in keys})
+        )
+
+    def observation(self, observation: dict[str, Any]) -> Any:
+        if len(self.keys) == 1:
+            return observation[self.keys[0]]
+        return {key: observation[key] for key in self.keys}
+
+
+# MiniGrid's Dict observation without its "mission" (a Text space: no tensor can hold it; a constant
+# sentence in most tasks). A config's observation_keys chooses otherwise (the presets: the image alone).
+MINIGRID_OBSERVATION_KEYS = ("image", "direction")
+
+
+def family_wrappers(env_id: str, observation_keys: Sequence[str] | None = None) -> list[Callable[[gym.Env], gym.Env]]:
+    """Per-env wrappers that turn each family's observations into what the agents expect, then keep
+    ``observation_keys`` of a Dict observation (see :class:`SelectObservation`)."""
+    wrappers = _family_wrappers(env_id)
+    if observation_keys is None and _env_family(env_id) == "minigrid":
+        observation_keys = MINIGRID_OBSERVATION_KEYS
+    if observation_keys is not None:
+        wrappers.append(functools.partial(SelectObservation, keys=tuple(observation_keys)))
+    return wrappers
+
+
+def _family_wrappers(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
     family = _env_family(env_id)
     if family == "minigrid":
-        from minigrid.wrappers import ImgObsWrapper
-
-        return [ImgObsWrapper]  # the 7x7x3 egocentric view as a uint8 image
+        return []
     if family == "atari":
         # DeepMind-style preprocessing: noop reset, frame skip 4 with max-pooling, 84x84 grayscale,
         # rewards clipped to their sign, 4 stacked frames. The frame skip lives in the wrapper, so the
@@ -224,7 +266,13 @@ def _make_async(env_id: str, env_fns: list[Callable[[], gym.Env]], env_kwargs: d
         ) from error
 
 
-def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwargs: object) -> gym.vector.VectorEnv:
+def make_envs(
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "sync",
+    observation_keys: Sequence[str] | None = None,
+    **env_kwargs: object,
+) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies of ``env_id``; raises EnvCreationError for unknown ids.
 
     ``vectorization``: ``"sync"`` or ``"async"`` step separate envs (with the family's wrappers, each
@@ -238,7 +286,8 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
     ``EnvId`` on import; async workers import it themselves). Importing a module runs its code: make_envs
     imports only the module its caller names, and whether that name is trusted is the caller's decision.
     ``env_kwargs`` go to every env's constructor; a failing constructor raises an EnvCreationError naming
-    the env and the kwargs."""
+    the env and the kwargs. ``observation_keys`` keeps those keys of a Dict observation (one key: its
+    observation alone); MiniGrid's default is ``image`` and ``direction``."""
     if vectorization not in VECTORIZATIONS:
         raise EnvCreationError(
             f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, got {vectorization!r}"
@@ -258,7 +307,10 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
         raise EnvCreationError(f"unknown environment {env_id!r}{hint}")
     if family == "atari":
         env_kwargs.setdefault("frameskip", 1)
+    selection = {} if observation_keys is None else {"observation_keys": list(observation_keys)}
     if vectorization in ("vector", "envpool"):
+        if observation_keys is not None:
+            raise EnvCreationError(f"observation_keys needs vectorization 'sync' or 'async', not {vectorization!r}")
         if vectorization == "vector":
             envs = _make_batched(env_id, num_envs, family, env_kwargs)
         else:
@@ -268,11 +320,11 @@ def make_envs(env_id: str, num_envs: int, vectorization: str = "sync", **env_kwa
         _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **env_kwargs)
         return envs
     # As gym.make_vec(env_id, num_envs, vectorization_mode=..., wrappers=...), but each env knows its index.
-    wrappers = family_wrappers(env_id)
+    wrappers = family_wrappers(env_id, observation_keys)
     env_fns = [functools.partial(_make_one, env_id, wrappers, dict(env_kwargs), index) for index in range(num_envs)]
     if vectorization == "sync":
         envs = gym.vector.SyncVectorEnv(env_fns)
     else:
         envs = _make_async(env_id, env_fns, dict(env_kwargs))
-    _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **env_kwargs)
+    _FACTORIES[envs] = functools.partial(make_envs, env_id, num_envs, vectorization, **selection, **env_kwargs)
     return envs

@@ -303,7 +303,9 @@ class Trainer:
             trainer_config = self.run_config.get("trainer", {})
             num_envs = min(trainer_config.get("num_envs", 1), episodes)
             vectorization = trainer_config.get("vectorization", "sync")
-            return make_envs(self.run_config["env"], num_envs, vectorization, **self.run_config.get("env_kwargs", {}))
+            keys = self.run_config.get("observation_keys")
+            kwargs = self.run_config.get("env_kwargs", {})
+            return make_envs(self.run_config["env"], num_envs, vectorization, observation_keys=keys, **kwargs)
         factory = env_factory_of(self.envs) if self.envs is not None else None
         if factory is None:
             raise ValueError("pass envs=... to evaluate(): this trainer's envs were not built by make_envs")
