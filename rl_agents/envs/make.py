@@ -85,7 +85,8 @@ class ChannelsFirstUint8(gym.ObservationWrapper):
 
 
 class SelectObservation(gym.ObservationWrapper):
-    """Keeps the named keys of a Dict observation, in that order; one key gives its observation alone (a
+    """Keeps the named keys of a Dict observation (a Dict space orders them, as gymnasium sorts a plain
+    dict's keys); one key gives its observation alone (a
     MiniGrid run with ``observation_keys: [image]`` sees the 7x7x3 view as a Box, as ImgObsWrapper gives).
     A module-level class: the async workers get it pickled."""
 

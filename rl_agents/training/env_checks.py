@@ -165,13 +165,44 @@ class EnvOutputChecks:
 
     def with_final_observations(self, next_obs: Any, done: np.ndarray, info: dict[str, Any], global_step: int) -> Any:
         """A same-step autoreset's next observations with each finished env's final observation (from
-        ``info["final_obs"]``) in place of its reset observation, checked for finiteness."""
+        ``info["final_obs"]``) in place of its reset observation. Each final observation is checked as
+        the step's are (structure, each leaf's shape and dtype, finiteness), naming the env and leaf."""
         patched = map_tree(lambda leaf: np.array(leaf, copy=True), next_obs)
         for index in np.flatnonzero(info.get("_final_obs", done)):
-            map_tree(functools.partial(_set_row, index), patched, info["final_obs"][index])
-        for leaf in tree_leaves(patched):
-            self.finite(leaf, "final observation", "in info['final_obs']", global_step)
+            map_tree(
+                functools.partial(_set_row, index), patched, self._final_observation(info["final_obs"][index], index)
+            )
+        for leaf, values in zip(self.leaves, tree_leaves(patched)):
+            if leaf.float:
+                self.finite(values, f"final {leaf.name}", "in info['final_obs']", global_step)
         return patched
+
+    def _final_observation(self, final: Any, index: int) -> Any:
+        """One env's final observation as arrays, refused (EnvError naming the env and leaf) unless it has
+        the space's structure and each leaf its shape and dtype: writing it into the batch would broadcast
+        a wrong shape and cast a wrong dtype silently."""
+        where = f"final observation of env {index} in info['final_obs']"
+        if not self.structured:
+            arrays = np.asarray(final)
+        else:
+            try:
+                arrays = map_tree(lambda _, value: np.asarray(value), self.layout, final)
+            except (KeyError, IndexError, TypeError) as error:
+                raise EnvError(
+                    f"{where} does not have the structure of the observation space {self.observation_space} "
+                    f"({type(error).__name__}: {error})",
+                    [index],
+                ) from None
+            _refuse_extra_keys(final, self.observation_space, where)
+        for leaf, value in zip(self.leaves, tree_leaves(arrays)):
+            if value.shape != leaf.shape[1:] or value.dtype != leaf.dtype:
+                name = f" (leaf {leaf.path!r})" if leaf.path else ""
+                raise EnvError(
+                    f"{where}{name} has shape {value.shape} and dtype {value.dtype}; the observation space's are "
+                    f"{leaf.shape[1:]} and {leaf.dtype}",
+                    [index],
+                )
+        return arrays
 
     def finite(self, values: np.ndarray, what: str, source: str, global_step: int) -> None:
         """Raise if float ``values`` hold NaN or inf, or values that overflow float32 when stored

@@ -18,6 +18,7 @@ and its checkpoints handle nothing but tensors; sampled minibatches give them ba
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,11 +288,16 @@ class ReplayBuffer:
         newer = (self.position - 1 - steps) % self.capacity  # stored steps after each slot's
         oldest = self.position if self.size == self.capacity else 0
         older = (steps - oldest) % self.capacity  # stored steps before it
-        done = self.data[TERMINATED] | self.data[TRUNCATED]
-        ends_episode = done  # ahead: the first step at or after the slot's that ended the episode
+        terminated, truncated, valid = self.data[TERMINATED], self.data[TRUNCATED], self.data[VALID]
+
+        def ends_episode(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+            return terminated[rows, columns] | truncated[rows, columns]
+
+        def before_start(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:  # or an autoreset's reset step
+            return ends_episode(rows, columns) | ~valid[rows, columns]
+
+        # (the flags are gathered where the scans look, never computed over the whole ring)
         ahead = self._scan(steps, envs, newer, ends_episode, direction=1, first_offset=0, window=window)
-        # behind: the first step before the slot's that ended an episode or is an autoreset's reset step
-        before_start = done | ~self.data[VALID]
         behind = self._scan(steps, envs, older, before_start, direction=-1, first_offset=1, window=window)
         return behind, ahead
 
@@ -300,7 +306,7 @@ class ReplayBuffer:
         steps: torch.Tensor,
         envs: torch.Tensor,
         limit: torch.Tensor,
-        stop: torch.Tensor,
+        stop: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         *,
         direction: int,
         first_offset: int,
@@ -316,7 +322,7 @@ class ReplayBuffer:
             offsets = torch.arange(base, base + window)
             rows = (steps[pending, None] + direction * offsets) % self.capacity
             inside = offsets <= limit[pending, None]
-            hits = stop[rows, envs[pending, None]] & inside
+            hits = stop(rows, envs[pending, None]) & inside
             hit_any = hits.any(dim=1)
             first = hits.float().argmax(dim=1) + base  # the first stop's offset (where there is one)
             found[pending[hit_any]] = first[hit_any] - (0 if direction == 1 else 1)
