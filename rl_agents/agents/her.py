@@ -16,7 +16,9 @@ Episodes are read from the replay ring itself (its done flags), so nothing extra
 rolled back. An episode still running when its transition is drawn ends, for now, at the newest stored
 step: its future goals are the ones achieved so far, all genuinely later in the same episode, never steps
 of the next episode or stale rows of the ring (SB3 instead samples finished episodes only). An episode
-whose first steps the ring has overwritten starts at its oldest stored step. The stored ``terminated``
+whose first steps the ring has overwritten starts at its oldest stored step. An episode cut by a reset
+without a done flag (a new ``train()`` call, restarted envs) ends at its last stored step: HER reads
+``episode_start``, so the replay stores it. The stored ``terminated``
 flag is kept, as SB3 does; n-step returns are refused (their rewards sum steps whose goals would change).
 """
 
@@ -27,6 +29,7 @@ import torch
 
 from rl_agents.core.agent import (
     BOOTSTRAP_OBS,
+    EPISODE_START,
     EXTRINSIC,
     NEXT_OBS,
     OBS,
@@ -147,7 +150,8 @@ class HER(Agent):
         self.compute_reward = ctx.compute_reward
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(needs=frozenset({OBS, NEXT_OBS, REWARD}))
+        # episode_start: stored in the replay, it bounds episodes that a reset cut without a done flag
+        return DataSpec(needs=frozenset({OBS, NEXT_OBS, REWARD, EPISODE_START}))
 
     def replay_transform(self) -> HindsightRelabeling:
         if self.compute_reward is None:

@@ -27,6 +27,7 @@ import torch
 
 from rl_agents.core.agent import (
     BOOTSTRAP_OBS,
+    EPISODE_START,
     N_STEPS,
     NEXT_OBS,
     OBS,
@@ -281,7 +282,8 @@ class ReplayBuffer:
     def episode_extent(self, slots: torch.Tensor, window: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         """``(behind, ahead)``: stored steps of each slot's episode before and after it (see
         :class:`~rl_agents.core.transforms.ReplayView`). Found by scanning the ring's done flags (and,
-        backwards, the reset steps of next-step autoresets) ``window`` steps at a time, one gather per
+        backwards, the reset steps of next-step autoresets; and the episode starts, where ``episode_start`` is
+        stored) ``window`` steps at a time, one gather per
         window: episodes of up to ``window`` steps cost one."""
         slots = slots.to("cpu")
         steps, envs = slots // self.num_envs, slots % self.num_envs
@@ -289,9 +291,17 @@ class ReplayBuffer:
         oldest = self.position if self.size == self.capacity else 0
         older = (steps - oldest) % self.capacity  # stored steps before it
         terminated, truncated, valid = self.data[TERMINATED], self.data[TRUNCATED], self.data[VALID]
+        # Where ``episode_start`` is stored, it marks the first step of every episode, also one begun by a
+        # reset without a done flag (a new train() call, restarted envs): the step before it ends an episode.
+        starts = self.data.get(EPISODE_START)
+
+        def starts_after(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+            if starts is None:
+                return torch.zeros(rows.shape, dtype=torch.bool)
+            return starts[(rows + 1) % self.capacity, columns]
 
         def ends_episode(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-            return terminated[rows, columns] | truncated[rows, columns]
+            return terminated[rows, columns] | truncated[rows, columns] | starts_after(rows, columns)
 
         def before_start(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:  # or an autoreset's reset step
             return ends_episode(rows, columns) | ~valid[rows, columns]
