@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,box2d,popgym,minatar,test,bench,ray,video,export]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[mujoco,minigrid,atari,box2d,popgym,minatar,robotics,test,bench,ray,video,export]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -31,6 +31,8 @@ def _env_family(env_id: str) -> str:
         return "popgym"
     if env_id.startswith("MinAtar/"):
         return "minatar"
+    if env_id.startswith(("Fetch", "HandReach", "HandManipulate")):
+        return "robotics"
     return "gymnasium"
 
 
@@ -61,6 +63,10 @@ def _register_family(family: str) -> None:
             # "Overriding environment"): register them once.
             if not any(key.startswith("MinAtar/") for key in gym.registry):
                 minatar.gym.register_envs()
+        elif family == "robotics":
+            from rl_agents.envs.robotics import register_robotics
+
+            register_robotics()
     except ImportError as error:
         raise EnvCreationError(
             f"{family} environments need the {family!r} extra: pip install 'rl-agents[{family}]'"
