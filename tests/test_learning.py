@@ -160,3 +160,26 @@ def test_ppo_with_memory_balances_cartpole_without_velocities_where_ppo_without_
     memoryless = make_trainer(config_from_dict(preset))
     memoryless.train(30_000, progress=False)
     assert last_mean(memoryless) < 100.0, f"without memory: last-20 mean {last_mean(memoryless)}"
+
+
+def greedy_success(trainer: Trainer, bits: int, episodes: int = 100) -> float:
+    """The fraction of greedy episodes on fresh envs that reach the goal (return above -bits)."""
+    from rl_agents.envs import make_envs
+    from rl_agents.evaluation import evaluate_agent
+
+    result = evaluate_agent(trainer.acting, make_envs("rl_agents/BitFlip-v0", 1, n_bits=bits), episodes, seed=123)
+    return float(np.mean(np.asarray(result.returns) > -bits))
+
+
+def test_dqn_with_her_flips_15_bits_where_dqn_alone_cannot_in_the_same_budget() -> None:
+    """The HER paper's bit flipping at n = 15 (its Fig. 1: DQN alone fails beyond about 13 bits)."""
+    preset = load_preset("rl_agents/BitFlip-v0")
+    assert preset["agents"] == "dqn+her" and preset["env_kwargs"]["n_bits"] == 15
+    steps = 20_000
+    with_her = make_trainer(with_num_envs(config_from_dict({**preset, "steps": steps})))
+    with_her.train(steps, progress=False)
+    assert greedy_success(with_her, 15) >= 0.9
+    alone = {key: value for key, value in preset.items() if key != "her"}
+    without = make_trainer(with_num_envs(config_from_dict({**alone, "agents": "dqn", "steps": steps})))
+    without.train(steps, progress=False)
+    assert greedy_success(without, 15) <= 0.1

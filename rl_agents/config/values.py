@@ -49,6 +49,10 @@ def check_type(where: str, value: Any, expected: Any) -> Any:
         if isinstance(value, (list, tuple)):
             (item_type, *_) = typing.get_args(expected) or (Any,)
             return tuple(check_type(where, item, item_type) for item in value)
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            (item_type, *_) = typing.get_args(expected) or (Any,)
+            return [check_type(where, item, item_type) for item in value]
     elif isinstance(expected, type) and isinstance(value, expected):
         return value
     raise ConfigError(f"{where}: expected {type_name(expected)}, got {show(value)}")

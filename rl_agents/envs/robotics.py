@@ -11,6 +11,8 @@ and replaces those four accessors (``set/get_joint_qpos``, ``set/get_joint_qvel`
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,11 @@ def get_joint_qvel(model: Any, data: Any, name: str) -> np.ndarray:
 def register_robotics() -> None:
     """Register Gymnasium-Robotics' environments (once) with the joint accessors MuJoCo >= 3.12 needs."""
     import gymnasium as gym
-    import gymnasium_robotics
+
+    # Its import prints a notice to stderr about the Adroit tasks' changed rewards (not tasks of the
+    # family make_envs names robotics): kept out of every run's output.
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics
     from gymnasium_robotics.utils import mujoco_utils
 
     for accessor in (set_joint_qpos, set_joint_qvel, get_joint_qpos, get_joint_qvel):
