@@ -305,6 +305,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("MinAtar (MinAtar/Breakout-v1, ...)", "minatar"),
         ("POPGym (popgym-*)", "popgym"),
         ("BitFlip (rl_agents/BitFlip-v0, goal-conditioned, for HER)", "rl_agents.envs.bit_flip"),
+        ("Gymnasium-Robotics (FetchReach-v4, ...; goal-conditioned)", "gymnasium_robotics"),
     ):
         families.add_row(family, "yes" if importlib.util.find_spec(module) else "no")
     console.print(families)
