@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from rl_agents import DQN, HER, PPO, CompositionError, Trainer
+from rl_agents import DQN, HER, PER, PPO, RND, CompositionError, Trainer
 from rl_agents.agents.her import STRATEGIES, HindsightRelabeling
 from rl_agents.cli.main import main
 from rl_agents.core.agent import (
@@ -622,3 +622,31 @@ def test_cli_refuses_ppo_her_with_one_line(tmp_path: Path, capsys: pytest.Captur
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("rl-agents: error: ") and "'her'" in lines[0]
     assert "on-policy" in lines[0] and "Traceback" not in code_out.err
+
+
+def test_cli_trains_sac_her_on_continuous_bit_flip_with_its_preset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--agents sac+her`` picks the SAC preset: 15 continuous bits (a Box action space)."""
+    run = tmp_path / "run"
+    args = ["--env", "rl_agents/BitFlip-v0", "--agents", "sac+her", "--steps", "300", "--seed", "1"]
+    settings = ["--set", "trainer.learning_starts=50", "--set", "trainer.log_interval=100"]
+    assert main(["train", *args, *settings, "--out", str(run), "--quiet"]) == 0, capsys.readouterr().err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["agents"] == "sac+her" and config["env_kwargs"] == {"n_bits": 15, "continuous": True}
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert any(row.get("her/relabeled") for row in rows)
+
+
+def test_her_composes_with_prioritized_replay_and_a_bonus() -> None:
+    """dqn+per+her+rnd: PER draws the rows, HER relabels them, RND adds its stream; all train."""
+    trainer = Trainer(
+        bit_flip(n_bits=6), [DQN(), PER(), HER(), RND()], seed=0, learning_starts=50, buffer_size=1000, log_interval=50
+    )
+    before = {name: value.clone() for name, value in trainer.agents[0].state_dict().items()}
+    metrics: list[dict[str, float]] = []
+    trainer.train(300, progress=False, quiet=True, on_update=lambda t: metrics.append(dict(t.metrics)))
+    relabeled = [m["her/relabeled"] for m in metrics if "her/relabeled" in m]
+    assert relabeled and all(0.5 <= value <= 1.0 for value in relabeled)
+    assert any(not torch.equal(before[name], value) for name, value in trainer.agents[0].state_dict().items())
+    assert trainer.learner.replay.sampler is not None and "reward/intrinsic" in trainer.learner.replay.data
