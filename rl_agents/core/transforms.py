@@ -12,11 +12,12 @@ needs is in the replay buffer, which is checkpointed and rolled back already.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
-from rl_agents.core.agent import Batch
+# A minibatch (rl_agents.core.agent.Batch, whose module imports this one): keys to tensors or observation trees.
+Batch = dict[str, Any]
 
 
 class ReplayView(Protocol):
