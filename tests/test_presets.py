@@ -22,7 +22,7 @@ from rl_agents.training import make_trainer
 PRESETS = list_presets()
 
 # Where a preset's numbers may come from, named in its leading comment.
-SOURCES = re.compile(r"rl-zoo3|CleanRL|Burda et al\.|Obando-Ceron & Castro")
+SOURCES = re.compile(r"rl-zoo3|CleanRL|Burda et al\.|Obando-Ceron & Castro|Andrychowicz et al\.|SB3's HER")
 # Presets with this library's own settings (no outside source to name).
 OWN_SETTINGS = {"MountainCar-v0"}
 # A translated rl-zoo3 entry names its file and entry on the first line.
@@ -59,6 +59,8 @@ def missing_family(env_id: str) -> str | None:
         module = "minatar"
     elif "NoFrameskip" in env_id or env_id.startswith("ALE/"):
         module = "ale_py"
+    elif env_id.startswith("Fetch"):
+        module = "gymnasium_robotics"
     else:
         entry_point = str(gym.spec(base_of(env_id) or env_id).entry_point)  # a NoVel id: its base env's
         module = "mujoco" if "mujoco" in entry_point else "Box2D" if "box2d" in entry_point else None
@@ -115,6 +117,8 @@ def test_preset_trains_one_update(name: str) -> None:
     missing = missing_family(env_id)
     if missing is not None:
         pytest.skip(f"{env_id} needs the {missing!r} module, which is not installed")
+    if agent is not None:  # the preset's whole composition (rl_agents_BitFlip-v0.sac: sac+her)
+        agent = load_yaml(preset_path(name))["agents"]
     parser = build_parser()
     preset = resolve_config(parser.parse_args(_train_argv(env_id, agent, [])))
     # the preset's learner, not stripped (a composition such as rainbow stands for its agents)

@@ -44,6 +44,7 @@ from rl_agents import DQN, PPO, RND, SAC, Trainer
 from rl_agents.checkpointing import latest_checkpoint, read_checkpoint, recover_checkpoints_dir
 from rl_agents.checkpointing.format import document_sha256
 from rl_agents.config import config_from_dict
+from rl_agents.core.tree import map_tree
 from rl_agents.envs import make_envs
 from rl_agents.envs.state import EnvStateMismatch, EnvStateUnsupported, capture_env_state, restore_env_state
 from rl_agents.training import load_trainer, make_trainer
@@ -337,7 +338,7 @@ def step_both(a: gym.vector.VectorEnv, b: gym.vector.VectorEnv, rng: np.random.G
             action = rng.uniform(space.low, space.high, size=(a.num_envs, *space.shape)).astype(space.dtype)
         out_a, out_b = a.step(action), b.step(action)
         for x, y in zip(out_a[:4], out_b[:4]):
-            np.testing.assert_array_equal(x, y)
+            map_tree(np.testing.assert_array_equal, x, y)  # (observations may be a Dict)
         assert out_a[4].keys() == out_b[4].keys()
         if "episode" in out_a[4]:
             np.testing.assert_array_equal(out_a[4]["episode"]["r"], out_b[4]["episode"]["r"])
@@ -368,7 +369,7 @@ def test_environment_state_round_trip_by_family(env_id: str, refused: str | None
     tensors, state = roundtrip(*capture_env_state(envs, obs))
     fresh = make_envs(env_id, 2)
     restored_obs = restore_env_state(fresh, tensors, state)
-    np.testing.assert_array_equal(restored_obs, obs)
+    map_tree(np.testing.assert_array_equal, restored_obs, obs)  # (MiniGrid's is a Dict)
     steps = {"PongNoFrameskip-v4": 30, "BreakoutNoFrameskip-v4": 60, "Humanoid-v5": 40, "Pendulum-v1": 200}.get(
         env_id, 120
     )
