@@ -43,7 +43,7 @@ def test_agent_that_does_not_fit_the_action_space() -> None:
 
 def test_agent_that_does_not_fit_the_observation_space() -> None:
     envs = gym.vector.SyncVectorEnv([lambda: _DictObsEnv()])
-    with pytest.raises(CompositionError, match=r"agent 'ppo' needs a Box observation space"):
+    with pytest.raises(CompositionError, match=r"'note'.*Text"):
         Trainer(envs, [PPO()])
 
 
@@ -127,14 +127,15 @@ class _TupleActionEnv(gym.Env):
 
 
 class _DictObsEnv(_TupleActionEnv):
-    observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,), np.float32)})
+    # Dict observations are taken (one encoder per leaf); a Text leaf cannot be a tensor.
+    observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,), np.float32), "note": gym.spaces.Text(8)})
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
-        return {"x": np.zeros(2, np.float32)}, {}
+        return {"x": np.zeros(2, np.float32), "note": "hi"}, {}
 
     def step(self, action):
-        return {"x": np.zeros(2, np.float32)}, 0.0, False, False, {}
+        return {"x": np.zeros(2, np.float32), "note": "hi"}, 0.0, False, False, {}
 
 
 def test_independent_agents_are_ordered_by_name_whatever_the_list_order() -> None:
